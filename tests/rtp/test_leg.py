@@ -1,0 +1,519 @@
+"""rtp.leg: scenario files (vectors/jitter/*.txt) plus generated streams and fuzzing.
+
+Scenario language (one command per line, ``#`` starts a comment, numbers may be hex)::
+
+    leg NAME [pt=PT:CODEC ...] [dtmf=PT] [out=8000] [delay=60] [host=IP] [max_buffer=2000]
+    P NAME TIME SEQ TS [ssrc=1] [pt=PT] [n=160] [from=IP:PORT] [label=SEQ] [m]
+    X NAME TIME HEX [from=IP:PORT]          a raw datagram
+    end TIME                                 read every frame due by TIME
+    G NAME INDEX TOKEN...                    expected content of frame INDEX
+    S NAME FIELD=VALUE...                    expected LegStats fields (and last_index)
+
+All legs of a file share one Timeline (20 ms frames). A fake ticker reads every leg's frames,
+from index 0, as soon as they are due (``Leg.frame_due``), before each P/X and at ``end``.
+``P`` sends ``n`` identical PCMU octets ``0x80 + label % 127``; the default source of the i-th
+leg is ``10.0.0.<i+1>:4000``. A ``G`` token is ``LABEL`` or ``_`` (silence) for the whole
+frame, or ``LABEL*COUNT`` / ``_*COUNT`` for a run of samples. ``G`` and ``S`` are checked at the
+end.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtp.codecs import decoder_for, encoder_for, ulaw_decode, ulaw_encode
+from rtp.errors import RtpError
+from rtp.leg import Leg, Timeline
+from rtp.packet import build_packet, parse_header
+
+UdpPacket = tuple[float, tuple[str, int], bytes]
+SCENARIOS = sorted((Path(__file__).parent / "vectors" / "jitter").glob("*.txt"))
+SOURCE = ("10.0.0.1", 4000)
+
+
+def _code(label: int) -> int:
+    return 0x80 + label % 127
+
+
+@dataclass
+class _LegState:
+    leg: Leg
+    source: tuple[str, int]
+    default_pt: int
+    next_index: int = 0
+    frames: dict[int, npt.NDArray[np.int16]] = field(default_factory=dict)
+
+
+class Scenario:
+    """Runs one scenario file (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.timeline = Timeline()
+        self.legs: dict[str, _LegState] = {}
+        self.frame_checks: list[tuple[int, str, int, list[str]]] = []
+        self.stat_checks: list[tuple[int, str, dict[str, str]]] = []
+
+    def run(self) -> None:
+        for number, raw in enumerate(self.path.read_text().splitlines(), 1):
+            words = raw.split("#", 1)[0].split()
+            if words:
+                self._command(number, words)
+        for number, name, index, tokens in self.frame_checks:
+            self._check_frame(number, name, index, tokens)
+        for number, name, expected in self.stat_checks:
+            state = self.legs[name]
+            stats = state.leg.stats
+            actual = {key: str(getattr(stats, key, None)) for key in expected}
+            if "last_index" in expected:
+                actual["last_index"] = str(state.leg.last_index)
+            assert actual == expected, f"{self.path.name}:{number}"
+
+    def _command(self, number: int, words: list[str]) -> None:
+        command, args = words[0], words[1:]
+        options = dict(w.split("=", 1) for w in args if "=" in w)
+        plain = [w for w in args if "=" not in w]
+        if command == "leg":
+            self._leg(plain[0], args[1:])
+        elif command in ("P", "X"):
+            state = self.legs[plain[0]]
+            now = float(plain[1])
+            self._tick(now)
+            source = state.source
+            if "from" in options:
+                host, port = options["from"].rsplit(":", 1)
+                source = (host, int(port))
+            if command == "X":
+                data = bytes.fromhex(plain[2])
+            else:
+                seq, ts = int(plain[2], 0), int(plain[3], 0)
+                label = int(options.get("label", str(seq)), 0)
+                data = build_packet(
+                    payload_type=int(options.get("pt", str(state.default_pt))),
+                    sequence=seq,
+                    timestamp=ts,
+                    ssrc=int(options.get("ssrc", "1"), 0),
+                    payload=bytes([_code(label)]) * int(options.get("n", "160")),
+                    marker="m" in plain[4:],
+                )
+            state.leg.feed(data, source, now)
+        elif command == "end":
+            self._tick(float(plain[0]))
+        elif command == "G":
+            self.frame_checks.append((number, plain[0], int(plain[1]), plain[2:]))
+        elif command == "S":
+            self.stat_checks.append((number, plain[0], options))
+        else:
+            raise AssertionError(f"{self.path.name}:{number}: unknown command {command}")
+
+    def _leg(self, name: str, args: list[str]) -> None:
+        options: dict[str, str] = {}
+        payload_types: dict[int, str] = {}
+        for arg in args:
+            key, value = arg.split("=", 1)
+            if key == "pt":
+                pt, codec = value.split(":")
+                payload_types[int(pt)] = codec
+            else:
+                options[key] = value
+        leg = Leg(
+            self.timeline,
+            payload_types=payload_types,
+            out_rate=int(options.get("out", "8000")),
+            dtmf_payload_type=int(options["dtmf"]) if "dtmf" in options else None,
+            target_delay_ms=int(options.get("delay", "60")),
+            expected_host=options.get("host"),
+            max_buffer_ms=int(options.get("max_buffer", "2000")),
+        )
+        source = (f"10.0.0.{len(self.legs) + 1}", 4000)
+        self.legs[name] = _LegState(leg, source, next(iter(payload_types)))
+
+    def _tick(self, now: float) -> None:
+        for state in self.legs.values():
+            while (due := state.leg.frame_due(state.next_index)) is not None and due <= now:
+                state.frames[state.next_index] = state.leg.read_frame(state.next_index).copy()
+                state.next_index += 1
+
+    def _check_frame(self, number: int, name: str, index: int, tokens: list[str]) -> None:
+        where = f"{self.path.name}:{number}"
+        frames = self.legs[name].frames
+        assert index in frames, f"{where}: frame {index} of {name} was never read"
+        frame = frames[index]
+        expected: list[int] = []
+        for token in tokens:
+            label, _, count = token.partition("*")
+            run = int(count) if count else len(frame)
+            value = 0 if label == "_" else int(ulaw_decode(bytes([_code(int(label))]))[0])
+            expected.extend([value] * run)
+        assert frame.tolist() == expected, f"{where}: frame {index} of {name}"
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario(path: Path) -> None:
+    Scenario(path).run()
+
+
+# --- generated streams ---------------------------------------------------------------------------
+
+
+def _pcmu(seq: int, ts: int, label: int, *, ssrc: int = 7, n: int = 160) -> bytes:
+    return build_packet(
+        payload_type=0,
+        sequence=seq & 0xFFFF,
+        timestamp=ts & 0xFFFFFFFF,
+        ssrc=ssrc,
+        payload=bytes([_code(label)]) * n,
+    )
+
+
+class Ticker:
+    """Reads a leg's frames as they fall due, like the application's 20 ms ticker."""
+
+    def __init__(self, leg: Leg) -> None:
+        self.leg = leg
+        self.frames: list[npt.NDArray[np.int16]] = []
+
+    def until(self, now: float) -> None:
+        while (due := self.leg.frame_due(len(self.frames))) is not None and due <= now:
+            self.frames.append(self.leg.read_frame(len(self.frames)).copy())
+
+    def labels(self) -> list[int | None]:
+        """Per frame: the label of a frame filled by one packet, None for silence."""
+        table = {int(ulaw_decode(bytes([_code(i)]))[0]): i for i in range(127)}
+        out: list[int | None] = []
+        for frame in self.frames:
+            first = int(frame[0])
+            assert (frame == first).all(), "frame mixes packets"
+            out.append(None if first == 0 else table[first])
+        return out
+
+
+def test_five_percent_loss_keeps_frame_count() -> None:
+    rng = random.Random(5)
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000)
+    ticker = Ticker(leg)
+    sent = 500
+    lost = set(rng.sample(range(1, sent - 1), sent // 20))
+    for i in range(sent):
+        now = 10.0 + i * 0.02 + rng.uniform(0, 0.03)  # jitter below the 60 ms delay
+        ticker.until(now)
+        if i not in lost:
+            leg.feed(_pcmu(40000 + i, 123456 + 160 * i, i), SOURCE, now)
+    assert leg.last_index == sent - 1
+    ticker.until(10.0 + sent * 0.02 + 0.1)
+    labels = ticker.labels()[:sent]
+    assert len(labels) == sent
+    assert labels == [None if i in lost else i % 127 for i in range(sent)]
+    stats = leg.stats
+    assert stats.lost == len(lost) and stats.late == 0 and stats.packets == sent - len(lost)
+    assert stats.concealed_frames >= len(lost) and stats.resyncs == 0
+    assert 0 < stats.jitter_ms < 30
+
+
+@pytest.mark.parametrize("ppm", [-2000, 2000])
+def test_clock_drift_is_corrected(ppm: int) -> None:
+    """A sender clock 0.2 % slow (packets arrive ever later) or fast (ever earlier)."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000)
+    ticker = Ticker(leg)
+    period = 0.02 * (1 + ppm / 1e6)
+    sent = 3000  # 60 s: 120 ms of drift
+    for i in range(sent):
+        now = i * period
+        ticker.until(now)
+        leg.feed(_pcmu(i, 160 * i, i), SOURCE, now)
+    stats = leg.stats
+    assert stats.resyncs >= 1 and stats.timestamp_jumps == 0
+    # Without correction a slow sender would lose everything after 60 ms of drift (30 s).
+    assert stats.late < 20 and stats.overflow == 0
+    if ppm < 0:  # fast sender: nothing waits longer than ~2 delays + a frame in the buffer
+        ahead = (leg.last_index or 0) - len(ticker.frames)
+        assert ahead <= 10
+
+
+def test_network_stall_then_burst_does_not_move_audio() -> None:
+    """1 s without packets, then the backlog in a burst (QUIRKS #42): the burst is late, the
+    packets after it play at their RTP position; no re-anchoring, no resync."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000)
+    ticker = Ticker(leg)
+    arrivals = [(i * 0.02, i) for i in range(100)]
+    arrivals += [(3.0 + i * 0.0001, i) for i in range(100, 150)]  # sent 2.0-2.98 s
+    arrivals += [(i * 0.02, i) for i in range(150, 300)]
+    for now, i in arrivals:
+        ticker.until(now)
+        leg.feed(_pcmu(i, 160 * i, i), SOURCE, now)
+    ticker.until(6.2)
+    labels = ticker.labels()
+    assert labels[:100] == [i % 127 for i in range(100)]
+    assert labels[150:300] == [i % 127 for i in range(150, 300)]
+    stats = leg.stats
+    assert stats.resyncs == 0 and stats.timestamp_jumps == 0 and stats.late > 40
+
+
+def test_hold_without_timestamp_advance_is_re_anchored() -> None:
+    """The sender pauses 30 s and resumes with the next sequence number and timestamp."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000)
+    ticker = Ticker(leg)
+    for i in range(100):
+        now = i * 0.02 if i < 50 else 30 + i * 0.02
+        ticker.until(now)
+        leg.feed(_pcmu(i, 160 * i, i), SOURCE, now)
+    ticker.until(32.2)
+    labels = ticker.labels()
+    resumed = round(30 / 0.02) + 50
+    assert labels[resumed : resumed + 50] == [i % 127 for i in range(50, 100)]
+    assert leg.stats.timestamp_jumps == 1 and leg.stats.late == 0
+
+
+def _tone(freq: float, rate: int, seconds: float) -> npt.NDArray[np.int16]:
+    t = np.arange(int(rate * seconds)) / rate
+    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def _dominant_hz(pcm: npt.NDArray[np.int16], rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(len(pcm))))
+    return float(np.fft.rfftfreq(len(pcm), 1 / rate)[int(np.argmax(spectrum))])
+
+
+@pytest.mark.parametrize(
+    ("codec", "pt", "out_rate"),
+    [("PCMU", 0, 16000), ("PCMA", 8, 16000), ("G722", 9, 16000), ("G722", 9, 8000)],
+)
+def test_decode_and_resample_tone(codec: str, pt: int, out_rate: int) -> None:
+    encoder = encoder_for(codec)
+    rate = encoder.spec.sample_rate
+    tone = _tone(1000, rate, 1.0)
+    per_packet = rate // 50
+    leg = Leg(Timeline(), payload_types={pt: codec}, out_rate=out_rate)
+    ticker = Ticker(leg)
+    for i in range(50):
+        now = i * 0.02
+        ticker.until(now)
+        payload = encoder.encode(tone[i * per_packet : (i + 1) * per_packet])
+        leg.feed(
+            build_packet(payload_type=pt, sequence=i, timestamp=160 * i, ssrc=1, payload=payload),
+            SOURCE,
+            now,
+        )
+    ticker.until(1.065)
+    assert len(ticker.frames) == 50
+    pcm = np.concatenate(ticker.frames)
+    assert all(len(f) == out_rate // 50 for f in ticker.frames)
+    steady = pcm[out_rate // 10 : -out_rate // 10]
+    assert abs(_dominant_hz(steady, out_rate) - 1000) < 20
+    rms = float(np.sqrt(np.mean(steady.astype(np.float64) ** 2)))
+    assert 4500 < rms < 6500
+    assert leg.stats.concealed_frames == 0
+
+
+def test_g722_decoding_is_in_order_despite_reordering() -> None:
+    """Reordered G.722 packets give exactly the output of an in-order decode."""
+    encoder = encoder_for("G722")
+    tone = _tone(700, 16000, 0.4)
+    payloads = [encoder.encode(tone[i * 320 : (i + 1) * 320]) for i in range(20)]
+    reference = decoder_for("G722")
+    expected = np.concatenate([reference.decode(p) for p in payloads])
+    leg = Leg(Timeline(), payload_types={9: "G722"}, out_rate=16000)
+    ticker = Ticker(leg)
+    order = list(range(20))
+    for i in range(0, 20, 2):
+        order[i], order[i + 1] = order[i + 1], order[i]
+    for n, i in enumerate(order):
+        now = n * 0.02
+        ticker.until(now)
+        leg.feed(
+            build_packet(
+                payload_type=9, sequence=i, timestamp=160 * i, ssrc=1, payload=payloads[i]
+            ),
+            SOURCE,
+            now,
+        )
+    ticker.until(0.6)
+    # The first packet to arrive (seq 1) anchors at 0; seq 0 lands one frame before the start.
+    got = np.concatenate(ticker.frames[:19])
+    assert np.array_equal(got, expected[320:])
+
+
+def test_frame_due_and_buffer_reuse() -> None:
+    timeline = Timeline(frame_ms=10)
+    leg = Leg(timeline, payload_types={0: "PCMU"}, out_rate=16000, target_delay_ms=40)
+    assert leg.frame_due(0) is None and leg.last_index is None
+    leg.feed(_pcmu(1, 80, 1, n=80), SOURCE, 5.0)  # anchored at call tick 0
+    assert timeline.epoch == 5.0
+    assert leg.frame_due(0) == pytest.approx(5.05)
+    assert leg.frame_due(9) == pytest.approx(5.14)
+    assert leg.last_index == 0
+    frame = leg.read_frame(0)
+    assert len(frame) == 160 and frame[40:].all()  # 80 ticks of PCMU at 16 kHz (2 ms delay)
+    assert leg.read_frame(1) is frame  # one buffer, reused
+    assert not frame[40:].any()
+    other = Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000)
+    assert not other.read_frame(0).any() and other.last_index is None  # nothing received yet
+
+
+def test_invalid_configuration() -> None:
+    timeline = Timeline()
+    with pytest.raises(RtpError):
+        Leg(timeline, payload_types={0: "PCMU"}, out_rate=44100)
+    with pytest.raises(RtpError):
+        Leg(timeline, payload_types={18: "G729"}, out_rate=8000)
+    with pytest.raises(RtpError):
+        Leg(timeline, payload_types={}, out_rate=8000)
+    with pytest.raises(RtpError):
+        Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000, dtmf_payload_type=0)
+    with pytest.raises(RtpError):
+        Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000, target_delay_ms=3000)
+    with pytest.raises(RtpError):
+        Timeline(frame_ms=0)
+
+
+def test_ipv4_mapped_source_matches_expected_host() -> None:
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000, expected_host="192.0.2.7")
+    leg.feed(_pcmu(1, 0, 1), ("::ffff:192.0.2.7", 5000), 1.0)
+    leg.feed(_pcmu(2, 160, 2), ("192.0.2.8", 5000), 1.02)
+    assert leg.stats.packets == 1 and leg.stats.wrong_source == 1
+
+
+def test_wildcard_expected_host_accepts_any() -> None:
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000, expected_host="0.0.0.0")
+    leg.feed(_pcmu(1, 0, 1), ("198.51.100.1", 5000), 1.0)
+    assert leg.stats.packets == 1
+
+
+@pytest.mark.parametrize(
+    ("capture", "payload_types"),
+    [
+        ("pcap/sipp/g711a.pcap", {8: "PCMA"}),  # 30 ms packets
+        ("pcap/miarec/10a_g722.pcap", {9: "G722"}),
+        ("pcap/miarec/g711a.pcap", {8: "PCMA"}),
+    ],
+)
+def test_replay_captures(
+    read_udp: Callable[[str], list[UdpPacket]], capture: str, payload_types: dict[int, str]
+) -> None:
+    """Real captures (one RTP stream each) replayed at capture time: nothing lost or concealed,
+    and the output is exactly as long as the RTP timestamps say."""
+    packets = [p for p in read_udp(capture) if len(p[2]) >= 12 and p[2][0] >> 6 == 2]
+    leg = Leg(Timeline(), payload_types=payload_types, out_rate=16000)
+    ticker = Ticker(leg)
+    for now, addr, data in packets:
+        ticker.until(now)
+        leg.feed(data, addr, now)
+    first, last = parse_header(packets[0][2]), parse_header(packets[-1][2])
+    ticks = last.timestamp - first.timestamp + last.payload_end - last.payload_offset
+    assert leg.last_index == (ticks - 1) // 160
+    ticker.until(packets[-1][0] + 0.1)
+    stats = leg.stats
+    assert stats.packets == len(packets) and stats.lost == 0 and stats.late == 0
+    assert stats.concealed_frames == len(ticker.frames) - ticks // 160
+    assert stats.timestamp_jumps == 0 and stats.resyncs == 0
+
+
+def test_payload_type_switch_mid_stream() -> None:
+    """PCMU then PCMA on the same SSRC (e.g. after a re-INVITE): both decode in place."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU", 8: "PCMA"}, out_rate=8000)
+    ticker = Ticker(leg)
+    for i in range(6):
+        pt, payload = (0, b"\x80" * 160) if i < 3 else (8, b"\xaa" * 160)
+        ticker.until(i * 0.02)
+        packet = build_packet(
+            payload_type=pt, sequence=i, timestamp=160 * i, ssrc=3, payload=payload
+        )
+        leg.feed(packet, SOURCE, i * 0.02)
+    ticker.until(0.185)
+    assert [int(f[0]) for f in ticker.frames] == [32124] * 3 + [32256] * 3
+    assert leg.stats.concealed_frames == 0
+
+
+def test_dtmf_on_its_own_ssrc_does_not_disturb_audio() -> None:
+    """Some gateways send RFC 4733 events with their own SSRC and timestamp base."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000, dtmf_payload_type=101)
+    ticker = Ticker(leg)
+    for i in range(30):
+        now = i * 0.02
+        ticker.until(now)
+        leg.feed(_pcmu(i, 160 * i, i, ssrc=1), SOURCE, now)
+        if 10 <= i < 15:  # event "7" starting at 200 ms, 100 ms long
+            event = bytes([7, 0x8A if i == 14 else 0x0A]) + ((i - 9) * 160).to_bytes(2, "big")
+            packet = build_packet(
+                payload_type=101, sequence=500 + i, timestamp=99999, ssrc=2, payload=event
+            )
+            leg.feed(packet, SOURCE, now)
+    ticker.until(0.665)
+    assert [(index, e.digit, e.duration_ms) for index, e in leg.pop_dtmf()] == [(9, "7", 100)]
+    stats = leg.stats
+    assert stats.ssrc_changes == 0 and stats.lost == 0 and stats.timestamp_jumps == 0
+    assert ticker.labels()[:30] == list(range(30))
+
+
+# --- fuzzing ---------------------------------------------------------------------------------
+
+_VALID_PACKETS = st.builds(
+    lambda pt, seq, ts, ssrc, payload, marker: build_packet(
+        payload_type=pt, sequence=seq, timestamp=ts, ssrc=ssrc, payload=payload, marker=marker
+    ),
+    st.sampled_from([0, 9, 13, 101, 96]),
+    st.one_of(st.integers(0, 65535), st.integers(0, 20)),
+    st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 4000)),
+    st.sampled_from([1, 2, 3]),
+    st.binary(max_size=330),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.binary(max_size=80),
+                st.builds(
+                    lambda head, body: bytes([0x80 | (head & 0x3F)]) + body,
+                    st.integers(0, 255),
+                    st.binary(min_size=11, max_size=400),
+                ),
+                _VALID_PACKETS,
+            ),
+            st.sampled_from([SOURCE, ("10.0.0.1", 4001), ("10.0.0.2", 4000)]),
+            st.one_of(st.floats(0, 0.05), st.floats(0, 5)),
+        ),
+        max_size=60,
+    )
+)
+def test_feed_never_raises(datagrams: list[tuple[bytes, tuple[str, int], float]]) -> None:
+    timeline = Timeline()
+    leg = Leg(
+        timeline,
+        payload_types={0: "PCMU", 9: "G722"},
+        out_rate=16000,
+        dtmf_payload_type=101,
+        expected_host="10.0.0.1",
+    )
+    now = 100.0
+    index = 0
+    for data, addr, step in datagrams:
+        now += step
+        leg.feed(data, addr, now)
+        while (due := leg.frame_due(index)) is not None and due <= now:
+            assert len(leg.read_frame(index)) == 320
+            index += 1
+    stats = leg.stats
+    assert stats.packets + stats.bad + stats.wrong_payload_type + stats.wrong_source + (
+        stats.rtcp
+    ) == len(datagrams)
+    leg.pop_dtmf()
+
+
+def test_pcmu_payload_helper_is_ulaw() -> None:
+    """The scenario payload octets decode to distinct non-zero levels (checks the DSL itself)."""
+    levels = {int(ulaw_decode(bytes([_code(i)]))[0]) for i in range(127)}
+    assert len(levels) == 127 and 0 not in levels
+    assert ulaw_encode(np.array([32124], dtype=np.int16)) == bytes([_code(0)])
