@@ -1,0 +1,163 @@
+"""One recording session's media: its legs, their outputs, and the per-tick frame pump.
+
+A :class:`RecordingCall` is driven by the single media ticker (:mod:`siprec_bridge.media`):
+``tick(now)`` emits every frame that is due, for every output of the call. It never blocks:
+outputs are :class:`ws_out.sender.WsSender` queues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from rtp.leg import Leg, Timeline
+from ws_out.native import AudioFormat, NativeEncoder, StopReason, Stream, StreamStats
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where a call's messages go (a WebSocket sender)."""
+
+    def send(self, message: str | bytes) -> None: ...
+
+
+@dataclass
+class LegInfo:
+    """A recorded stream: one accepted SDP m-line bound to a local RTP port."""
+
+    index: int
+    label: str
+    participant_id: str | None
+    channel: int
+    port: int
+    codec: str
+    leg: Leg
+
+
+@dataclass
+class Output:
+    """One consumer connection carrying some of the call's legs (by channel order)."""
+
+    sink: Sink
+    encoder: NativeEncoder
+    legs: list[LegInfo]
+
+    def streams(self) -> list[Stream]:
+        return [Stream(info.label, info.participant_id, ch) for ch, info in enumerate(self.legs)]
+
+
+class RecordingCall:
+    """The media state of one recording session (RFC 7866 §6: one CS, several RSs).
+
+    Frame *k* of every output covers call time ``[k·F, (k+1)·F)`` on the shared
+    :class:`rtp.leg.Timeline`; all legs are read for the same *k*, so the channels of one frame
+    are aligned by RTP time.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        call_id: str,
+        timeline: Timeline,
+        legs: Sequence[LegInfo],
+        outputs: Sequence[Output],
+        sample_rate: int,
+        start_fields: dict[str, Any],
+    ) -> None:
+        self.session_id = session_id
+        self.call_id = call_id
+        self.timeline = timeline
+        self.legs = list(legs)
+        self.outputs = list(outputs)
+        self.sample_rate = sample_rate
+        self.frame_samples = sample_rate * timeline.frame_ms // 1000
+        self.next_index = 0
+        self.finished = False
+        self._start_fields = start_fields
+        self._buffers = [
+            np.zeros((self.frame_samples, len(out.legs)), dtype=np.int16) for out in self.outputs
+        ]
+        for out in self.outputs:
+            fmt = AudioFormat(sample_rate, len(out.legs), timeline.frame_ms)
+            out.sink.send(out.encoder.start(streams=out.streams(), format=fmt, **start_fields))
+
+    @property
+    def frames_sent(self) -> int:
+        return self.next_index
+
+    def tick(self, now: float) -> int:
+        """Emit every frame due at ``now``; return how many were emitted."""
+        if self.finished or not self.legs:
+            return 0
+        due = self.legs[0].leg.frame_due(self.next_index)
+        emitted = 0
+        while due is not None and due <= now:
+            self._emit(self.next_index)
+            self.next_index += 1
+            emitted += 1
+            due = self.legs[0].leg.frame_due(self.next_index)
+        return emitted
+
+    def _emit(self, index: int) -> None:
+        for out, buf in zip(self.outputs, self._buffers, strict=True):
+            for ch, info in enumerate(out.legs):
+                buf[:, ch] = info.leg.read_frame(index)
+            out.sink.send(out.encoder.audio(buf))
+        self._emit_dtmf()
+
+    def _emit_dtmf(self) -> None:
+        frame_ms = self.timeline.frame_ms
+        for info in self.legs:
+            for index, event in info.leg.pop_dtmf():
+                for out in self.outputs:
+                    if info in out.legs:
+                        out.sink.send(
+                            out.encoder.dtmf(
+                                digit=event.digit,
+                                duration_ms=event.duration_ms,
+                                label=info.label,
+                                position_ms=index * frame_ms,
+                            )
+                        )
+
+    def finish(self, reason: StopReason) -> None:
+        """Flush what the jitter buffers still hold, then send ``stop`` on every output."""
+        if self.finished:
+            return
+        last = max(
+            (i for i in (info.leg.last_index for info in self.legs) if i is not None), default=None
+        )
+        if last is not None:
+            while self.next_index <= last:
+                self._emit(self.next_index)
+                self.next_index += 1
+        self._emit_dtmf()
+        self.finished = True
+        for out in self.outputs:
+            stats = [self.leg_stats(info) for info in out.legs]
+            out.sink.send(out.encoder.stop(reason=reason, streams=stats))
+
+    @staticmethod
+    def leg_stats(info: LegInfo) -> StreamStats:
+        s = info.leg.stats
+        return StreamStats(
+            label=info.label,
+            packets=s.packets,
+            lost=s.lost,
+            late=s.late,
+            duplicates=s.duplicates,
+            jitter_ms=round(s.jitter_ms, 3),
+            extra={
+                "bad": s.bad,
+                "wrong_payload_type": s.wrong_payload_type,
+                "wrong_source": s.wrong_source,
+                "dtmf_events": s.dtmf_events,
+                "concealed_frames": s.concealed_frames,
+            },
+        )

@@ -1,0 +1,140 @@
+"""SIPp (``sip-tester``) as the SRC against a real ``siprec-bridge serve`` process.
+
+SIPp sends the SIPREC INVITE (two labelled m-lines + RFC 7865 metadata), parses the bridge's
+SDP answer, starts RTP on both answered ports (``sipp/send_rtp.py``) and hangs up with BYE.
+The demo consumer (in this process) must receive one stereo call with each leg's tone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from testkit.audio import dominant_hz, read_wav, rms
+
+from siprec_bridge.consumer import ConsumerServer
+
+HERE = Path(__file__).resolve().parent
+SIPP = shutil.which("sipp")
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(SIPP is None, reason="SIPp not installed (apt install sip-tester)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def consumer(tmp_path: Path) -> AsyncIterator[ConsumerServer]:
+    server = ConsumerServer("127.0.0.1", 0, tmp_path / "consumer")
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_sipp_src_records_both_legs(
+    consumer: ConsumerServer, tmp_path: Path, transport: str
+) -> None:
+    sip_port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    bridge = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "siprec_bridge.cli",
+        "serve",
+        "--sip-listen",
+        f"127.0.0.1:{sip_port}",
+        "--rtp-ports",
+        "44000-44099",
+        "--ws-url",
+        f"ws://127.0.0.1:{consumer.port}/",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_listening(sip_port)
+        seconds = 3
+        assert SIPP is not None
+        sipp = await asyncio.create_subprocess_exec(
+            SIPP,
+            f"127.0.0.1:{sip_port}",
+            "-sf",
+            str(HERE / "sipp" / "siprec_uac.xml"),
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            "-timeout",
+            "30",
+            "-timeout_error",
+            "-nostdin",
+            "-set",
+            "py",
+            sys.executable,
+            "-set",
+            "rtp",
+            str(HERE / "sipp" / "send_rtp.py"),
+            "-set",
+            "secs",
+            str(seconds),
+            "-d",
+            str(seconds * 1000 + 300),
+            "-trace_err",
+            "-error_file",
+            str(tmp_path / "sipp_errors.log"),
+            cwd=tmp_path,
+            env=dict(env, PYTHONPATH=str(HERE.parents[1])),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(sipp.communicate(), timeout=40)
+        errors = tmp_path / "sipp_errors.log"
+        detail = errors.read_text() if errors.exists() else err.decode()
+        assert sipp.returncode == 0, detail
+        await consumer.wait_for(1, timeout=10)
+    finally:
+        bridge.terminate()
+        out, _ = await asyncio.wait_for(bridge.communicate(), timeout=20)
+    assert bridge.returncode == 0, out.decode()
+    (summary,) = consumer.summaries
+    assert summary.stop_reason == "bye"
+    assert summary.labels == ["1", "2"]
+    samples, rate = read_wav(Path(summary.wav_path))
+    assert samples.shape[1] == 2 and rate == 8000
+    assert abs(samples.shape[0] / rate - seconds) < 0.1
+    for channel, hz in ((0, 440), (1, 1000)):
+        body = samples[rate // 4 : -rate // 4, channel]
+        assert rms(body) > 1000
+        assert abs(dominant_hz(body, rate) - hz) < 15
