@@ -78,6 +78,16 @@ def render(template: str, port: int, call_id: str, rtp_port: int = 9) -> bytes:
     return head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + raw_body
 
 
+def in_dialog(method: str, cseq: int, port: int, local_port: int, to: str) -> bytes:
+    """ACK or BYE of the SRC in the ``garbage-meta`` dialog."""
+    return (
+        f"{method} sip:srs@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK{method.lower()}{cseq}\r\n"
+        f"From: <sip:src@127.0.0.1>;tag=src1\r\nTo: {to}\r\nCall-ID: garbage-meta\r\n"
+        f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
 @pytest.fixture
 async def consumer(tmp_path: Path) -> AsyncIterator[ConsumerServer]:
     server = ConsumerServer("127.0.0.1", 0, tmp_path / "consumer")
@@ -131,13 +141,9 @@ async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServ
         answer = parse_sdp(ok.body)
         port = answer.media[0].port
         assert port != 0
-        ack = (
-            f"ACK sip:srs@127.0.0.1:{bridge.sip_port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{transport.get_extra_info('sockname')[1]};branch=z9hG4bKack1\r\n"
-            f"From: <sip:src@127.0.0.1>;tag=src1\r\nTo: {ok.headers.get('To')}\r\n"
-            "Call-ID: garbage-meta\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        )
-        transport.sendto(ack.encode())
+        local_port = transport.get_extra_info("sockname")[1]
+        to = ok.headers.get("To") or ""
+        transport.sendto(in_dialog("ACK", 1, bridge.sip_port, local_port, to))
 
         # 3. RTP: good packets from the SDP source, then a stranger and a wrong payload type.
         encoder = encoder_for("PCMU")
@@ -164,13 +170,7 @@ async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServ
         finally:
             good.close()
             stranger.close()
-        bye = (
-            f"BYE sip:srs@127.0.0.1:{bridge.sip_port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{transport.get_extra_info('sockname')[1]};branch=z9hG4bKbye1\r\n"
-            f"From: <sip:src@127.0.0.1>;tag=src1\r\nTo: {ok.headers.get('To')}\r\n"
-            "Call-ID: garbage-meta\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        )
-        transport.sendto(bye.encode())
+        transport.sendto(in_dialog("BYE", 2, bridge.sip_port, local_port, to))
         assert (await client.final("garbage-meta")).status == 200
         await healthy
         await consumer.wait_for(2, timeout=10)
