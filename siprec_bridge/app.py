@@ -28,7 +28,8 @@ from ws_out.sender import WsSender
 from .call import LegInfo, Output, RecordingCall, Sink
 from .config import BridgeConfig
 from .media import MediaTicker, RtpProtocol, open_rtp_sockets, release_sockets
-from .sip.message import SipRequest
+from .sip.errors import LocalProtocolError
+from .sip.message import SipRequest, warning_header
 from .sip.transport import SipServer
 from .sip.ua import (
     ByeReceived,
@@ -145,10 +146,14 @@ class Bridge:
         self.draining = True
         for dialog_id in list(self.sessions):
             if self._sip is not None:
-                self._sip.ua.send_bye(dialog_id, self._now())
+                try:
+                    self._sip.ua.send_bye(dialog_id, self._now())
+                except LocalProtocolError as exc:  # already terminating
+                    log.debug("no BYE for %s: %s", dialog_id, exc)
             self._end(dialog_id, "shutdown")
         if self._sip is not None:
             self._sip.flush()
+            await asyncio.sleep(0.05)  # let BYEs deferred until an ACK leave before closing
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._ticker is not None:
@@ -185,10 +190,13 @@ class Bridge:
 
     def _respond(self, event: IncomingRequest, status: int, **kwargs: Any) -> None:
         assert self._sip is not None
-        self._sip.ua.respond(event, status, **kwargs)
+        try:
+            self._sip.ua.respond(event, status, **kwargs)
+        except LocalProtocolError as exc:  # answered meanwhile by the UA (CANCEL, BYE, timeout)
+            log.info("call %s: %d not sent: %s", event.request.call_id, status, exc)
 
     def _reject(self, event: IncomingRequest, reject: Reject) -> None:
-        headers = [("Warning", f'399 {self.config.media_host} "{_quote(reject.warning)}"')]
+        headers = [("Warning", warning_header(reject.warning, self.config.media_host))]
         if reject.retry_after is not None:
             headers.append(("Retry-After", str(reject.retry_after)))
         log.info("call %s: rejected %d %s", event.request.call_id, reject.status, reject.warning)
@@ -436,14 +444,16 @@ def _metadata_of(body: RecordingBody) -> tuple[RecordingMetadata | None, list[st
         return None, problems
 
 
+#: ``DialogTerminated.reason`` of the UA → ``stop.reason`` of the native protocol.
+_STOP_REASONS: dict[str, StopReason] = {
+    "bye": "bye",
+    "bye-sent": "shutdown",
+    "cancelled": "cancel",
+    "ack-timeout": "timeout",
+    "session-timeout": "timeout",
+}
+
+
 def _reason(ua_reason: str) -> StopReason:
-    text = ua_reason.lower()
-    if "cancel" in text:
-        return "cancel"
-    if "timeout" in text or "timer" in text:
-        return "timeout"
-    return "error"
+    return _STOP_REASONS.get(ua_reason, "error")
 
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -86,14 +85,6 @@ def in_dialog(method: str, cseq: int, port: int, local_port: int, to: str) -> by
         f"From: <sip:src@127.0.0.1>;tag=src1\r\nTo: {to}\r\nCall-ID: garbage-meta\r\n"
         f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-
-
-@pytest.fixture
-async def consumer(tmp_path: Path) -> AsyncIterator[ConsumerServer]:
-    server = ConsumerServer("127.0.0.1", 0, tmp_path / "consumer")
-    await server.start()
-    yield server
-    await server.close()
 
 
 async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServer) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,6 @@ PCAPS = ROOT / "pcaps"
 MANIFEST: dict[str, Any] = json.loads((PCAPS / "manifest.json").read_text())
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def consumer(tmp_path: Path) -> AsyncIterator[ConsumerServer]:
-    server = ConsumerServer("127.0.0.1", 0, tmp_path / "consumer")
-    await server.start()
-    yield server
-    await server.close()
 
 
 async def start_bridge(consumer: ConsumerServer, mode: str, rtp_low: int) -> Bridge:

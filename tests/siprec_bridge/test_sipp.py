@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def consumer(tmp_path: Path) -> AsyncIterator[ConsumerServer]:
-    server = ConsumerServer("127.0.0.1", 0, tmp_path / "consumer")
-    await server.start()
-    yield server
-    await server.close()
 
 
 async def wait_listening(port: int, timeout: float = 10.0) -> None:

@@ -1,0 +1,1 @@
+"""siprec-bridge: a SIPREC Session Recording Server that streams call audio over WebSocket."""
