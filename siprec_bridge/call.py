@@ -8,7 +8,7 @@ outputs are :class:`ws_out.sender.WsSender` queues.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ class Sink(Protocol):
 class LegInfo:
     """A recorded stream: one accepted SDP m-line bound to a local RTP port."""
 
+    key: str
     index: int
     label: str
     participant_id: str | None
@@ -37,6 +38,7 @@ class LegInfo:
     port: int
     codec: str
     leg: Leg
+    removed: bool = False
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Output:
     sink: Sink
     encoder: NativeEncoder
     legs: list[LegInfo]
+    stopped: bool = False
 
     def streams(self) -> list[Stream]:
         return [Stream(info.label, info.participant_id, ch) for ch, info in enumerate(self.legs)]
@@ -69,6 +72,7 @@ class RecordingCall:
         outputs: Sequence[Output],
         sample_rate: int,
         start_fields: dict[str, Any],
+        new_output: Callable[[LegInfo], Output] | None = None,
     ) -> None:
         self.session_id = session_id
         self.call_id = call_id
@@ -80,12 +84,56 @@ class RecordingCall:
         self.next_index = 0
         self.finished = False
         self._start_fields = start_fields
-        self._buffers = [
-            np.zeros((self.frame_samples, len(out.legs)), dtype=np.int16) for out in self.outputs
-        ]
+        self._new_output = new_output
+        self._buffers: list[np.ndarray] = []
         for out in self.outputs:
-            fmt = AudioFormat(sample_rate, len(out.legs), timeline.frame_ms)
-            out.sink.send(out.encoder.start(streams=out.streams(), format=fmt, **start_fields))
+            self._open(out)
+
+    def _open(self, out: Output) -> None:
+        fmt = AudioFormat(self.sample_rate, len(out.legs), self.timeline.frame_ms)
+        out.sink.send(out.encoder.start(streams=out.streams(), format=fmt, **self._start_fields))
+        self._buffers.append(np.zeros((self.frame_samples, len(out.legs)), dtype=np.int16))
+
+    def leg_for(self, key: str) -> LegInfo | None:
+        return next((info for info in self.legs if info.key == key and not info.removed), None)
+
+    def remove_leg(self, key: str) -> None:
+        """The SRC removed a stream (port 0, RFC 3264 §8.2): its channel is silent from now on;
+        in per-leg mode its connection gets ``stop``."""
+        info = self.leg_for(key)
+        if info is None:
+            return
+        info.removed = True
+        for out in self.outputs:
+            if out.legs == [info] and not out.stopped:
+                out.stopped = True
+                out.sink.send(out.encoder.stop(reason="bye", streams=[self.leg_stats(info)]))
+
+    def add_legs(self, infos: Sequence[LegInfo]) -> list[LegInfo]:
+        """Streams added mid-call. Per-leg mode: one new connection each. Stereo: a stream takes
+        the channel of a removed stream (a transfer replaces a party); with no free channel it
+        is not recorded (logged). Returns the legs that were placed."""
+        placed: list[LegInfo] = []
+        for info in infos:
+            if self._new_output is not None:
+                out = self._new_output(info)
+                self.outputs.append(out)
+                self._open(out)
+            elif not self._take_free_channel(info):
+                log.warning("call %s: no free channel for new stream %s", self.call_id, info.label)
+                continue
+            self.legs.append(info)
+            placed.append(info)
+        return placed
+
+    def _take_free_channel(self, info: LegInfo) -> bool:
+        for out in self.outputs:
+            for ch, old in enumerate(out.legs):
+                if old.removed:
+                    info.channel = ch
+                    out.legs[ch] = info
+                    return True
+        return False
 
     @property
     def frames_sent(self) -> int:
@@ -106,8 +154,13 @@ class RecordingCall:
 
     def _emit(self, index: int) -> None:
         for out, buf in zip(self.outputs, self._buffers, strict=True):
+            if out.stopped:
+                continue
             for ch, info in enumerate(out.legs):
-                buf[:, ch] = info.leg.read_frame(index)
+                if info.removed:
+                    buf[:, ch] = 0
+                else:
+                    buf[:, ch] = info.leg.read_frame(index)
             out.sink.send(out.encoder.audio(buf))
         self._emit_dtmf()
 
@@ -116,7 +169,7 @@ class RecordingCall:
         for info in self.legs:
             for index, event in info.leg.pop_dtmf():
                 for out in self.outputs:
-                    if info in out.legs:
+                    if info in out.legs and not out.stopped:
                         out.sink.send(
                             out.encoder.dtmf(
                                 digit=event.digit,
@@ -140,6 +193,8 @@ class RecordingCall:
         self._emit_dtmf()
         self.finished = True
         for out in self.outputs:
+            if out.stopped:
+                continue
             stats = [self.leg_stats(info) for info in out.legs]
             out.sink.send(out.encoder.stop(reason=reason, streams=stats))
 

@@ -24,10 +24,10 @@ Clock = Callable[[], float]
 class RtpProtocol(asyncio.DatagramProtocol):
     """Feeds every datagram of one RTP port into its :class:`Leg` (RFC 3550 §11: even port)."""
 
-    __slots__ = ("_clock", "_leg", "transport")
+    __slots__ = ("_clock", "leg", "transport")
 
     def __init__(self, leg: Leg, clock: Clock) -> None:
-        self._leg = leg
+        self.leg = leg  # re-pointed when a re-offer changes the stream's codec
         self._clock = clock
         self.transport: asyncio.BaseTransport | None = None
 
@@ -35,7 +35,7 @@ class RtpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._leg.feed(data, addr, self._clock())
+        self.leg.feed(data, addr, self._clock())
 
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.
         log.debug("rtp socket error: %s", exc)
