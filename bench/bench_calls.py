@@ -4,8 +4,9 @@
 
 Three processes on 127.0.0.1: the demo consumer, ``siprec-bridge serve`` and this script
 (replaying the pcap ``--calls`` times concurrently). The bridge's CPU time is read from
-/proc while the calls run; frames lost = frames the consumer should have received minus the
-frames it wrote. Prints figures only; it asserts nothing.
+/proc while the calls run; frames missing = frames sent (per stream) that the consumer did
+not write; a stream may hold one extra frame when its second leg starts a fraction of a frame
+after the first. Prints figures only; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ async def main(args: argparse.Namespace) -> None:
         consumer.terminate()
         await bridge.wait()
         await consumer.wait()
-    received = sum(int(m.group(1)) for line in lines if (m := re.search(r"frames=(\d+)", line)))
+    per_stream = [int(m.group(1)) for line in lines if (m := re.search(r"frames=(\d+)", line))]
+    received = sum(per_stream)
     cpu, wall = cpu1 - cpu0, wall1 - wall0
     print(
         f"calls={args.calls} mode={args.mode} pcap={args.pcap.name} "

@@ -50,6 +50,9 @@ class SenderLike(Sink, Protocol):
 
 SinkFactory = Callable[[str, str], SenderLike]
 
+#: How long a call keeps receiving after it ended, beyond the jitter buffer's delay.
+LINGER_MARGIN_MS = 150
+
 
 class RtpSocketPool:
     """RTP sockets from the port range (the SRS core's :class:`~siprec_bridge.srs.PortBinder`).
@@ -58,8 +61,9 @@ class RtpSocketPool:
     that feeds a leg is attached afterwards (packets that arrive meanwhile wait in the kernel).
     """
 
-    def __init__(self, host: str, low: int, high: int) -> None:
+    def __init__(self, host: str, low: int, high: int, *, linger: float = 0.0) -> None:
         self.host = host
+        self.linger = linger
         self._allocator = PortAllocator(low, high)
         self._sockets: dict[int, socket.socket] = {}
         self._transports: dict[int, asyncio.BaseTransport] = {}
@@ -72,6 +76,14 @@ class RtpSocketPool:
         return ports
 
     def release(self, ports: Sequence[int]) -> None:
+        """Close ``ports`` after :attr:`linger` seconds: RTP still in flight when the SRC hangs
+        up (or queued behind the BYE on another socket) still reaches its leg."""
+        if self.linger > 0 and any(p in self._transports for p in ports):
+            asyncio.get_running_loop().call_later(self.linger, self._close, list(ports))
+        else:
+            self._close(ports)
+
+    def _close(self, ports: Sequence[int]) -> None:
         for port in ports:
             transport = self._transports.pop(port, None)
             self._protocols.pop(port, None)
@@ -121,7 +133,10 @@ class Bridge:
     def __init__(self, config: BridgeConfig, *, sink_factory: SinkFactory | None = None) -> None:
         self.config = config
         self._sink_factory = sink_factory or self._ws_sender
-        self.pool = RtpSocketPool(config.media_host, config.rtp_low, config.rtp_high)
+        self.linger = (config.target_delay_ms + LINGER_MARGIN_MS) / 1000
+        self.pool = RtpSocketPool(
+            config.media_host, config.rtp_low, config.rtp_high, linger=self.linger
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sip: SipServer | None = None
         self._srs: SessionRecordingServer | None = None
@@ -130,6 +145,7 @@ class Bridge:
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls_total = 0
         self.calls_rejected = 0
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -179,6 +195,8 @@ class Bridge:
         """End every session (``stop`` reason ``shutdown``), flush outputs, close sockets."""
         assert self._srs is not None and self._sip is not None and self._ticker is not None
         self._srs.draining = True
+        self._stopping = True
+        self.pool.linger = 0.0
         self._apply(self._srs.end_all(self._now()))
         self._sip.flush()
         await asyncio.sleep(0.05)  # let BYEs deferred until an ACK leave before closing
@@ -258,10 +276,20 @@ class Bridge:
         )
 
     def _ended(self, session: RecordingSession, reason: str) -> None:
+        """Keep receiving for :attr:`linger` seconds, then flush and stop the outputs."""
         active = self.calls.pop(session.dialog_id, None)
         if active is None:
             return
+        assert self._loop is not None
+        active.call.ending = True
+        if self.linger > 0 and not self._stopping:
+            self._loop.call_later(self.linger, self._finish, active, reason)
+        else:
+            self._finish(active, reason)
+
+    def _finish(self, active: ActiveCall, reason: str) -> None:
         assert self._ticker is not None
+        session = active.session
         self._ticker.remove(active.call)
         active.call.finish(_stop_reason(reason))
         log.info(

@@ -83,6 +83,7 @@ class RecordingCall:
         self.frame_samples = sample_rate * timeline.frame_ms // 1000
         self.next_index = 0
         self.finished = False
+        self.ending = False  # the session ended: emit no frame past the last received audio
         self._start_fields = start_fields
         self._new_output = new_output
         self._buffers: list[np.ndarray] = []
@@ -145,7 +146,8 @@ class RecordingCall:
             return 0
         due = self.legs[0].leg.frame_due(self.next_index)
         emitted = 0
-        while due is not None and due <= now:
+        last = self.last_index() if self.ending else None
+        while due is not None and due <= now and (last is None or self.next_index <= last):
             self._emit(self.next_index)
             self.next_index += 1
             emitted += 1
@@ -179,13 +181,17 @@ class RecordingCall:
                             )
                         )
 
+    def last_index(self) -> int | None:
+        """The last frame holding received audio, over all legs."""
+        return max(
+            (i for i in (info.leg.last_index for info in self.legs) if i is not None), default=None
+        )
+
     def finish(self, reason: StopReason) -> None:
         """Flush what the jitter buffers still hold, then send ``stop`` on every output."""
         if self.finished:
             return
-        last = max(
-            (i for i in (info.leg.last_index for info in self.legs) if i is not None), default=None
-        )
+        last = self.last_index()
         if last is not None:
             while self.next_index <= last:
                 self._emit(self.next_index)
