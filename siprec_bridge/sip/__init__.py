@@ -6,9 +6,10 @@ Layers (each module only imports the ones above it)::
     message      Headers, SipRequest/SipResponse, parse_message, StreamFramer, build_response
     transaction  server INVITE / non-INVITE and client non-INVITE transactions (§17)
     dialog       DialogId, Dialog (§12)
+    screen       Refusal and the Screen hook (admission control before any state exists)
     events       what the user agent reports to the application
     ua           UserAgent: the UAS core (receive / handle_timer / events / data_to_send)
-    transport    SipServer: the thin asyncio adapter (UDP + TCP on one port)
+    transport    SipServer: the thin asyncio adapter (UDP + TCP on one port, TLS), TLS context
 """
 
 from .dialog import DialogId
@@ -24,6 +25,7 @@ from .events import (
     InfoReceived,
     InviteReceived,
     MalformedMessage,
+    RequestRefused,
     UpdateReceived,
 )
 from .message import (
@@ -44,8 +46,9 @@ from .message import (
     parse_via,
     warning_header,
 )
+from .screen import Refusal, Screen
 from .transaction import Address, Outgoing, Source
-from .transport import SipServer
+from .transport import SipServer, server_tls_context
 from .ua import UserAgent
 
 __all__ = [
@@ -68,6 +71,9 @@ __all__ = [
     "MalformedMessage",
     "NameAddr",
     "Outgoing",
+    "Refusal",
+    "RequestRefused",
+    "Screen",
     "SipError",
     "SipFramingError",
     "SipParseError",
@@ -85,5 +91,6 @@ __all__ = [
     "parse_message",
     "parse_name_addr",
     "parse_via",
+    "server_tls_context",
     "warning_header",
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .dialog import DialogId
 from .message import SipRequest, SipResponse
+from .screen import Refusal
 from .transaction import Source
 
 
@@ -104,3 +105,13 @@ class MalformedMessage(Event):
     source: Source
     error: str
     responded: bool
+
+
+@dataclass(frozen=True)
+class RequestRefused(Event):
+    """A new request outside a dialog was refused by the screen (answered statelessly, or
+    dropped when ``refusal.status`` is ``None``); no transaction or dialog was created."""
+
+    request: SipRequest
+    source: Source
+    refusal: Refusal

@@ -1,11 +1,13 @@
-"""Thin asyncio adapter around :class:`~siprec_bridge.sip.ua.UserAgent` (UDP + TCP).
+"""Thin asyncio adapter around :class:`~siprec_bridge.sip.ua.UserAgent` (UDP, TCP, TLS).
 
-:class:`SipServer` binds UDP and TCP on the same port (RFC 3261 §18: a UAS listens on both),
+:class:`SipServer` binds UDP and TCP on the same port (RFC 3261 §18: a UAS listens on both)
+and, with :meth:`SipServer.start_tls`, a TLS listener on its own port (RFC 3261 §26.3.1,
+TLS 1.2 or later as RFC 8446/7525 advise; optional client certificates for mutual TLS).  It
 feeds every datagram / framed stream message to ``UserAgent.receive``, calls the
 application's ``on_events`` synchronously after each input, then sends what the user agent
 queued and re-arms a single ``loop.call_at`` for ``UserAgent.next_timer()``.  Responses to
-stream requests go back on the connection they came from (§18.2.2).  No uvloop specifics:
-only the public ``asyncio`` transport API is used.
+stream requests go back on the connection they came from (§18.2.2), for TLS too (source
+transport ``"tls"``).  No uvloop specifics: only the public ``asyncio`` transport API is used.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import errno
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import Callable
-from typing import cast
+from pathlib import Path
+from typing import Literal, cast
 
 from .errors import SipFramingError
 from .events import Event
 from .message import KEEPALIVE_PING, KEEPALIVE_PONG, StreamFramer
-from .transaction import Outgoing, Source
+from .transaction import Outgoing, Source, TransportName
 from .ua import UserAgent
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,46 @@ def _first_line(data: bytes) -> str:
 
 #: SO_RCVBUF for the SIP UDP socket (the kernel caps it at net.core.rmem_max).
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+#: Seconds a TLS client has to complete the handshake before the connection is dropped.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+TlsVersion = Literal["1.2", "1.3"]
+_TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def server_tls_context(
+    cert: Path | str,
+    key: Path | str,
+    *,
+    client_ca: Path | str | None = None,
+    require_client_cert: bool = True,
+    min_version: TlsVersion = "1.2",
+    ciphers: str | None = None,
+) -> ssl.SSLContext:
+    """An ``SSLContext`` for the SIP TLS listener (RFC 3261 §26.3.1, RFC 5630 §3.1.3).
+
+    ``cert`` is the PEM certificate chain (leaf first), ``key`` its private key.  With
+    ``client_ca`` (PEM bundle) client certificates are verified against it: required
+    (mutual TLS) when ``require_client_cert``, else verified only when presented.  TLS 1.2
+    is the floor (RFC 8996 deprecates 1.0/1.1); ``ciphers`` is an OpenSSL cipher list for
+    TLS 1.2.  Raises ``OSError`` for unreadable files and ``ssl.SSLError`` for a bad
+    certificate, key or cipher list.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = _TLS_VERSIONS[min_version]
+    context.load_cert_chain(str(cert), str(key))
+    if ciphers:
+        context.set_ciphers(ciphers)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -50,10 +94,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, server: SipServer) -> None:
+class _StreamProtocol(asyncio.Protocol):
+    """One TCP or TLS connection (for TLS, ``connection_made`` follows the handshake)."""
+
+    def __init__(self, server: SipServer, transport_name: TransportName) -> None:
         self._server = server
-        self._framer = StreamFramer()
+        self._name: TransportName = transport_name
+        self._framer = StreamFramer(server.ua.max_message_size)
         self._transport: asyncio.Transport | None = None
         self._source: Source | None = None
 
@@ -63,15 +110,26 @@ class _TcpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         conn_id = self._server._register(transport)
         self._transport = transport
-        self._source = Source("tcp", (str(peer[0]), int(peer[1])), conn_id)
-        log.debug("+ tcp %s:%d conn %d", peer[0], peer[1], conn_id)
+        self._source = Source(self._name, (str(peer[0]), int(peer[1])), conn_id)
+        if self._name == "tls" and log.isEnabledFor(logging.DEBUG):
+            subject = (transport.get_extra_info("peercert") or {}).get("subject")
+            cipher = transport.get_extra_info("cipher")
+            log.debug(
+                "+ tls %s:%d conn %d %s client %s",
+                *self._source.addr,
+                conn_id,
+                cipher[0] if cipher else "?",
+                subject or "without certificate",
+            )
+        else:
+            log.debug("+ %s %s:%d conn %d", self._name, peer[0], peer[1], conn_id)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None and self._source is not None
         try:
             messages = self._framer.feed(data)
         except SipFramingError as exc:
-            log.info("tcp %s:%d framing error, closing: %s", *self._source.addr, exc)
+            log.info("%s %s:%d framing error, closing: %s", self._name, *self._source.addr, exc)
             self._handle(exc.messages)
             self._transport.close()
         else:
@@ -89,7 +147,7 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._source is not None and self._source.conn_id is not None:
             self._server._unregister(self._source.conn_id)
-            log.debug("- tcp %s:%d conn %d", *self._source.addr, self._source.conn_id)
+            log.debug("- %s %s:%d conn %d", self._name, *self._source.addr, self._source.conn_id)
 
 
 class SipServer:
@@ -114,11 +172,13 @@ class SipServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls: asyncio.Server | None = None
         self._conns: dict[int, asyncio.Transport] = {}
         self._conn_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.port = 0
+        self.tls_port = 0
 
     def now(self) -> float:
         """The current time on the clock given to the user agent."""
@@ -147,7 +207,9 @@ class SipServer:
             if not tcp:
                 break
             try:
-                self._tcp = await loop.create_server(lambda: _TcpProtocol(self), host, bound)
+                self._tcp = await loop.create_server(
+                    lambda: _StreamProtocol(self, "tcp"), host, bound
+                )
             except OSError as exc:
                 retry = udp and port == 0 and exc.errno == errno.EADDRINUSE
                 if self._udp is not None:
@@ -161,8 +223,43 @@ class SipServer:
         self.port = bound
         log.info("SIP listening on %s:%d (udp=%s tcp=%s)", host, bound, udp, tcp)
 
+    async def start_tls(
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        *,
+        handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        """Listen for SIP over TLS on ``host:port`` (0: ephemeral) with ``context``
+        (see :func:`server_tls_context`).  Sets :attr:`tls_port` and the user agent's
+        ``local_tls_port`` (Contact/Via of TLS dialogs).  May be called before or after
+        :meth:`start`.  A failed handshake closes the connection without reaching the UA
+        (asyncio and uvloop report it only in debug mode).
+        """
+        if context.minimum_version < ssl.TLSVersion.TLSv1_2:
+            raise ValueError("SIP over TLS needs TLS 1.2 or later")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._tls = await loop.create_server(
+            lambda: _StreamProtocol(self, "tls"),
+            host,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=handshake_timeout,
+        )
+        self.tls_port = int(self._tls.sockets[0].getsockname()[1])
+        self.ua.local_tls_port = self.tls_port
+        mutual = context.verify_mode == ssl.CERT_REQUIRED
+        log.info(
+            "SIP over TLS listening on %s:%d (client certificates %s)",
+            host,
+            self.tls_port,
+            "required" if mutual else "not required",
+        )
+
     async def close(self) -> None:
-        """Stop timers, close every connection and both listeners."""
+        """Stop timers, close every connection and every listener."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -172,10 +269,11 @@ class SipServer:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._tcp is not None:
-            self._tcp.close()
-            await self._tcp.wait_closed()
-            self._tcp = None
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+        self._tcp = self._tls = None
 
     def flush(self) -> None:
         """Send what the user agent queued and re-arm the timer."""

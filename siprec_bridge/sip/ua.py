@@ -21,7 +21,10 @@ What the user agent does by itself (RFC 3261 section in brackets):
 * parse failures → 400 (505/513) with ``Warning: 399`` when the request allows it [§21.4];
 * no ACK for a 2xx within 64·T1 → BYE [§13.3.1.4]; RFC 4028 session timer as the
   non-refresher → BYE when the refresh is late [RFC 4028 §10];
-* responses routed per §18.2.2 and RFC 3581 (``received``/``rport`` stamped on the Via).
+* responses routed per §18.2.2 and RFC 3581 (``received``/``rport`` stamped on the Via);
+* admission: new requests outside a dialog pass the optional ``screen``
+  (:mod:`~siprec_bridge.sip.screen`); a :class:`Refusal` is answered statelessly and reported
+  as :class:`RequestRefused`; requests above ``max_message_size`` get 513 [§21.5.14].
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ from .events import (
     InfoReceived,
     InviteReceived,
     MalformedMessage,
+    RequestRefused,
     UpdateReceived,
 )
 from .message import (
     BRANCH_MAGIC_COOKIE,
+    MAX_MESSAGE_SIZE,
     Headers,
     SipRequest,
     SipResponse,
@@ -59,6 +64,7 @@ from .message import (
     split_quoted,
     warning_header,
 )
+from .screen import Refusal, Screen
 from .transaction import (
     AckTimeout,
     Address,
@@ -92,6 +98,9 @@ __all__ = [
     "InviteReceived",
     "MalformedMessage",
     "Outgoing",
+    "Refusal",
+    "RequestRefused",
+    "Screen",
     "Source",
     "UpdateReceived",
     "UserAgent",
@@ -159,14 +168,25 @@ class UserAgent:
             "application/rs-metadata",
         ),
         supported: Sequence[str] = ("timer", "replaces", "siprec"),
+        local_tls_port: int | None = None,
+        screen: Screen | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
+        """``local_tls_port`` is the port put in Contact and Via for TLS (``local_port`` for
+        UDP/TCP); ``screen`` is the admission hook; ``max_message_size`` (at most
+        :data:`~siprec_bridge.sip.message.MAX_MESSAGE_SIZE`) the largest request accepted."""
         unhandled = set(allow) - HANDLED_METHODS
         if unhandled:
             raise LocalProtocolError(f"cannot allow unhandled methods {sorted(unhandled)}")
         if not (0 < t1 <= t2 and t4 > 0):
             raise LocalProtocolError("timers must satisfy 0 < t1 <= t2 and t4 > 0")
+        if not 0 < max_message_size <= MAX_MESSAGE_SIZE:
+            raise LocalProtocolError(f"max_message_size must be 1..{MAX_MESSAGE_SIZE}")
         self.local_host = local_host
         self.local_port = local_port
+        self.local_tls_port = local_tls_port
+        self.screen = screen
+        self.max_message_size = max_message_size
         self.user_agent = user_agent
         self.config = TimerConfig(t1=t1, t2=t2, t4=t4)
         self.allow = tuple(allow)
@@ -196,6 +216,10 @@ class UserAgent:
             return
         if isinstance(message, SipResponse):
             self._receive_response(message, now)
+        elif len(data) > self.max_message_size:
+            limit = self.max_message_size
+            error = f"message of {len(data)} bytes exceeds {limit}"
+            self._malformed(SipParseError(error, 513, message), source)
         else:
             self._receive_request(message, source, now)
 
@@ -304,12 +328,15 @@ class UserAgent:
     def _send(self, data: bytes, dest: Source) -> None:
         self._outgoing.append(Outgoing(data, dest))
 
-    def _hostport(self) -> str:
+    def _hostport(self, transport: str) -> str:
         host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
-        return f"{host}:{self.local_port}"
+        port = self.local_port
+        if transport == "tls" and self.local_tls_port is not None:
+            port = self.local_tls_port
+        return f"{host}:{port}"
 
     def _contact(self, dest: Source) -> str:
-        return f"<sip:{self._hostport()};transport={dest.transport}>"
+        return f"<sip:{self._hostport(dest.transport)};transport={dest.transport}>"
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [
@@ -402,6 +429,19 @@ class UserAgent:
                 responded = True
         self._events.append(MalformedMessage(source, str(exc), responded))
 
+    def _refuse(self, request: SipRequest, source: Source, dest: Source, refusal: Refusal) -> None:
+        """Answer a screened-out request statelessly (RFC 3261 §8.2.6); nothing is kept."""
+        if refusal.status is not None:
+            response = build_response(
+                request,
+                refusal.status,
+                refusal.reason,
+                to_tag=_new_tag(),
+                headers=[("Server", self.user_agent), *refusal.headers],
+            )
+            self._send(response.to_bytes(), dest)
+        self._events.append(RequestRefused(request, source, refusal))
+
     # ------------------------------------------------------------------ routing
 
     @staticmethod
@@ -450,6 +490,11 @@ class UserAgent:
                 self._send(data, existing.dest)
             return
         dest = self._response_dest(request, source)
+        if self.screen is not None and request.to_tag is None and request.method != "CANCEL":
+            refusal = self.screen(request, source, now)
+            if refusal is not None:
+                self._refuse(request, source, dest, refusal)
+                return
         tx: ServerTransaction
         if request.method == "INVITE":
             tx = InviteServerTransaction(request, dest, self.config, now)
@@ -701,7 +746,8 @@ class UserAgent:
             self._respond_in_dialog(pending, dialog, 487)  # the session is going away
         dest = dialog.source
         branch = BRANCH_MAGIC_COOKIE + secrets.token_hex(8)
-        via = f"SIP/2.0/{dest.transport.upper()} {self._hostport()};branch={branch};rport"
+        hostport = self._hostport(dest.transport)
+        via = f"SIP/2.0/{dest.transport.upper()} {hostport};branch={branch};rport"
         request = dialog.create_request("BYE", via=via, user_agent=self.user_agent, headers=headers)
         tx = NonInviteClientTransaction(request, dest, self.config, now)
         self._client_txs[(branch, "BYE")] = _ByeContext(tx, dialog, notify)
