@@ -307,7 +307,10 @@ class SessionRecordingServer:
         labels = [
             s.label for s in (session.metadata.streams if session.metadata else []) if s.label
         ]
-        labels = labels or [str(i + 1) for i in range(DELAYED_OFFER_STREAMS)]
+        # A non-SIPREC delayed offer (Cisco CUCM built-in bridge) records one stream per call:
+        # CUCM answers our offer with a single m-line (miarec cisco_bib_call_*.xml).
+        count = DELAYED_OFFER_STREAMS if session.siprec else 1
+        labels = labels or [str(i + 1) for i in range(count)]
         ports = self._bind(len(labels))
         offer = build_offer(
             local_address=self.media_host,
@@ -411,6 +414,7 @@ class SessionRecordingServer:
             session_id=session.sdp_session_id,
             session_version=session.sdp_version,
         )
+        session.offer = offer  # our own offer again; the SRC's answer arrives in the ACK
         return sdp.serialize(offer)
 
     def _ports_for(self, session: RecordingSession, offer: sdp.SessionDescription) -> list[int]:
@@ -437,9 +441,15 @@ class SessionRecordingServer:
             if old is None:
                 update.added.append(leg)
                 continue
-            if (old.stream.codec, old.stream.remote_address, old.stream.dtmf_payload_type) != (
+            if (
+                old.stream.codec,
+                old.stream.remote_address,
+                old.stream.remote_port,
+                old.stream.dtmf_payload_type,
+            ) != (
                 leg.stream.codec,
                 leg.stream.remote_address,
+                leg.stream.remote_port,
                 leg.stream.dtmf_payload_type,
             ):
                 update.changed.append(leg)
@@ -492,6 +502,10 @@ class SessionRecordingServer:
         if len(ours) != len(answer.media):
             session.problems.append("ACK answer has a different number of m-lines; ending")
             return self.end_session(event.dialog_id, now, "error")
+        offered = session.offer.media if session.offer else []
+        for mine, theirs in zip(offered, answer.media, strict=True):
+            if theirs.label is None and mine.label is not None:  # CUCM answers without labels
+                theirs.attributes.append(("label", mine.label))
         before = dict(session.legs)
         self._negotiate(session, answer, ours, session.source)
         unused = [p for p in ours if p not in {leg.port for leg in session.legs.values()}]

@@ -8,6 +8,10 @@ Metadata is advisory (RFC 7866 §9): nothing here raises. Anything that does not
 label mismatches (QUIRKS #23), missing labels, missing metadata, dangling ids (QUIRKS #32) -
 is reported in :attr:`RecordingView.problems`, with these fallbacks:
 
+- when several metadata streams carry the same label, the last one wins: merged metadata
+  appends the streams of a newer document, and after a redirect or transfer BroadWorks and
+  Webex re-declare label ``1`` with a new stream id and new senders (the older ones are
+  superseded, not reported);
 - m-lines whose label matches no metadata stream are matched by position when the offer has
   as many m-lines as the metadata has streams (CUBE answers without labels, BroadWorks labels
   that disagree with the metadata);
@@ -55,10 +59,12 @@ def _match_streams(
     offer: SessionDescription, metadata: RecordingMetadata, problems: list[str]
 ) -> list[Stream | None]:
     """Metadata stream per m-line: by label, then by position (see module docstring)."""
+    # The latest declaration of a label wins: merged updates append the streams of a newer
+    # document (BroadWorks redirect, Webex transfer: same label, new stream id and senders).
     by_label: dict[str, Stream] = {}
     for candidate in metadata.streams:
         if candidate.label is not None:
-            by_label.setdefault(candidate.label, candidate)
+            by_label[candidate.label] = candidate
     claimed: set[int] = set()
     matched: list[Stream | None] = []
     for m in offer.media:
@@ -89,7 +95,8 @@ def _match_streams(
             problems.append(f"m-line {index} label {m.label!r} has no metadata stream")
 
     for unclaimed in metadata.streams:
-        if id(unclaimed) not in claimed:
+        superseded = unclaimed.label is not None and by_label[unclaimed.label] is not unclaimed
+        if id(unclaimed) not in claimed and not superseded:
             problems.append(f"metadata stream labelled {unclaimed.label!r} has no m-line")
     return matched
 
