@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import conformance as conformance_mod
 from . import replay as replay_mod
 from .config import MODES, ConfigError, build_config, parse_host_port, parse_port_range
 
@@ -125,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay a SIPREC pcap against a running bridge")
     replay_mod.add_arguments(replay)
 
+    check = sub.add_parser(
+        "conformance",
+        help="play captured SIPREC messages through the SRS offline and print what it would record",
+    )
+    conformance_mod.add_arguments(check)
+
     demo = sub.add_parser("demo", help="consumer + bridge + replay of the bundled pcaps")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     demo.add_argument("--mode", choices=MODES, default="stereo")
@@ -140,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level or ("warning" if args.command == "demo" else "info"))
+    quiet = {"demo": "warning", "conformance": "error"}
+    _setup_logging(args.log_level or quiet.get(args.command, "info"))
     try:
         if args.command == "serve":
             return _run(_serve(args))
@@ -148,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_consumer(args))
         if args.command == "replay":
             return replay_mod.main_from_args(args)
+        if args.command == "conformance":
+            return conformance_mod.main_from_args(args)
         return _run(_demo(args))
     except ConfigError as exc:
         print(f"siprec-bridge: configuration error: {exc}", file=sys.stderr)
