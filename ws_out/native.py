@@ -6,7 +6,9 @@ It runs over one WebSocket connection (RFC 6455) per consumer stream:
 * text frames (RFC 6455 §5.6, opcode 0x1) carry one UTF-8 JSON object (RFC 8259) each:
   ``start`` (exactly once, first), ``dtmf`` (any number), ``stop`` (exactly once, last);
 * binary frames (opcode 0x2) carry exactly ``frame_ms`` of audio as signed 16-bit linear PCM
-  ("L16", RFC 3551 §4.5.11, but **little-endian**, as in WAV), interleaved when stereo.
+  ("L16", RFC 3551 §4.5.11, but **little-endian**, as in WAV), interleaved when stereo; or, when a
+  target is configured for it (v1.1), as G.711 octets (``PCMU``/``PCMA``, RFC 3551 §4.5.14), one
+  octet per sample, interleaved the same way.
 
 Calling protocol of :class:`NativeEncoder` (one encoder per connection)::
 
@@ -15,6 +17,7 @@ Calling protocol of :class:`NativeEncoder` (one encoder per connection)::
     ws.send(enc.audio(frame))        # per output frame (hot path)
     ws.send(enc.dtmf(...))           # whenever a digit completes
     ws.send(enc.stop(...))           # once, then close the connection with 1000
+    new_ws.send(enc.resume(frame))   # v1.1: the stream continues on a new connection
 
 The encoder performs no I/O and reads no clock: wall-clock values (``started_at``) are passed in.
 Misuse raises :exc:`ws_out.errors.UsageError`; nothing else is raised on purpose.
@@ -39,9 +42,11 @@ __all__ = [
     "CORRELATION_HEADERS",
     "DTMF_DIGITS",
     "ENCODING",
+    "ENCODINGS",
     "PROTOCOL",
     "STOP_REASONS",
     "AudioFormat",
+    "Encoding",
     "Mode",
     "NativeEncoder",
     "Participant",
@@ -55,8 +60,13 @@ PROTOCOL: Final = "siprec-bridge/1"
 """Value of ``protocol`` in every ``start`` message of this version."""
 
 ENCODING: Final = "L16"
+"""The default (and v1.0's only) encoding of the binary frames."""
 
-Mode = Literal["stereo", "per-leg"]
+Mode = Literal["stereo", "per-leg", "mixed"]
+Encoding = Literal["L16", "PCMU", "PCMA"]
+ENCODINGS: Final[frozenset[str]] = frozenset(get_args(Encoding))
+_BYTES_PER_SAMPLE: Final[Mapping[str, int]] = {"L16": 2, "PCMU": 1, "PCMA": 1}
+_G711_RATE: Final = 8000
 StopReason = Literal["bye", "cancel", "timeout", "shutdown", "error"]
 STOP_REASONS: Final[frozenset[str]] = frozenset(get_args(StopReason))
 _MODES: Final[frozenset[str]] = frozenset(get_args(Mode))
@@ -82,6 +92,7 @@ _COMPACT: Final[Mapping[str, str]] = {"f": "from", "t": "to"}
 _SIP_WANTED: Final[frozenset[str]] = frozenset(("from", "to", *CORRELATION_HEADERS))
 
 _LE_INT16: Final = np.dtype("<i2")
+_OCTETS: Final = np.dtype(np.uint8)
 _MAX_CHANNELS: Final = 32
 _MAX_SAMPLE_RATE: Final = 384_000
 _STATS_FIELDS: Final[frozenset[str]] = frozenset(
@@ -119,13 +130,21 @@ class Stream:
 
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
-    """Format of the binary frames: L16 little-endian at ``sample_rate``, ``frame_ms`` per frame."""
+    """Format of the binary frames: ``encoding`` at ``sample_rate``, ``frame_ms`` per frame.
+
+    ``L16`` is signed 16-bit little-endian; ``PCMU``/``PCMA`` are G.711 octets (8000 Hz only).
+    """
 
     sample_rate: int
     channels: int
     frame_ms: int = 20
+    encoding: Encoding = ENCODING
 
     def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise UsageError(f"unknown encoding {self.encoding!r}")
+        if self.encoding != ENCODING and self.sample_rate != _G711_RATE:
+            raise UsageError(f"{self.encoding} is sampled at 8000 Hz, not {self.sample_rate}")
         if not 0 < self.sample_rate <= _MAX_SAMPLE_RATE:
             raise UsageError(f"sample_rate out of range: {self.sample_rate}")
         if not 0 < self.channels <= _MAX_CHANNELS:
@@ -142,9 +161,14 @@ class AudioFormat:
         return self.sample_rate * self.frame_ms // 1000
 
     @property
+    def bytes_per_sample(self) -> int:
+        """Octets per sample of one channel: 2 for L16, 1 for G.711."""
+        return _BYTES_PER_SAMPLE[self.encoding]
+
+    @property
     def frame_bytes(self) -> int:
         """Length in bytes of one binary frame."""
-        return self.samples_per_frame * self.channels * 2
+        return self.samples_per_frame * self.channels * self.bytes_per_sample
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +228,23 @@ def _text(message: dict[str, object]) -> str:
 
 
 class NativeEncoder:
-    """Encoder for one native-protocol v1 connection (sans-I/O).
+    """Encoder for one native-protocol v1 stream (sans-I/O).
 
-    ``seq`` starts at 0 on ``start`` and increases by one on every text message of the
-    connection; binary frames have no ``seq`` (their index is implicit in their order).
+    ``seq`` starts at 0 on ``start`` and increases by one on every further text message of the
+    stream; binary frames have no ``seq`` (their index is implicit in their order). A stream
+    normally lives on one connection; :meth:`resume` re-opens it on a new one (v1.1).
     """
 
-    __slots__ = ("_format", "_frames", "_seq", "_shapes", "_state", "session_id")
+    __slots__ = (
+        "_dtype",
+        "_format",
+        "_frames",
+        "_seq",
+        "_shapes",
+        "_start",
+        "_state",
+        "session_id",
+    )
 
     def __init__(self, session_id: str) -> None:
         try:
@@ -224,6 +258,8 @@ class NativeEncoder:
         self._state = _NEW
         self._format: AudioFormat | None = None
         self._shapes: tuple[tuple[int, ...], ...] = ()
+        self._dtype: np.dtype[np.int16] | np.dtype[np.uint8] = _LE_INT16
+        self._start: dict[str, object] = {}
         self._frames = 0
 
     @property
@@ -270,6 +306,8 @@ class NativeEncoder:
 
         Stereo mode: every stream's ``channel`` is distinct and below ``format.channels``.
         Per-leg mode: exactly one stream, on channel 0, and ``format.channels == 1``.
+        Mixed mode (v1.1): ``format.channels == 1`` and every stream is on channel 0 (the frames
+        carry the sum of the streams).
         """
         if self._state != _NEW:
             raise UsageError("start() was already called")
@@ -278,7 +316,10 @@ class NativeEncoder:
         channels = [s.channel for s in streams]
         if mode == "per-leg" and (format.channels != 1 or channels != [0]):
             raise UsageError("per-leg mode needs one stream on channel 0 and a mono format")
-        if len(set(channels)) != len(channels) or any(
+        if mode == "mixed":
+            if format.channels != 1 or any(channels):
+                raise UsageError("mixed mode needs a mono format and every stream on channel 0")
+        elif len(set(channels)) != len(channels) or any(
             not 0 <= c < format.channels for c in channels
         ):
             raise UsageError(f"stream channels {channels} do not fit {format.channels} channels")
@@ -289,7 +330,7 @@ class NativeEncoder:
             started_at=_utc_iso(started_at),
             mode=mode,
             format={
-                "encoding": ENCODING,
+                "encoding": format.encoding,
                 "sample_rate": format.sample_rate,
                 "channels": format.channels,
                 "frame_ms": format.frame_ms,
@@ -303,25 +344,49 @@ class NativeEncoder:
             sip=dict(sip) if sip is not None else {},
         )
         text = self._emit(message)
+        self._start = message
         self._format = format
         spf = format.samples_per_frame
         self._shapes = ((spf,), (spf, 1)) if format.channels == 1 else ((spf, format.channels),)
+        self._dtype = _LE_INT16 if format.encoding == ENCODING else _OCTETS
         self._state = _STARTED
         return text
 
-    def audio(self, pcm: npt.NDArray[np.int16]) -> bytes:
-        """Encode one binary frame: exactly ``frame_ms`` of int16 audio.
+    def resume(self, frame: int) -> str:
+        """Encode the ``start`` of a new connection that continues this stream (v1.1 resume,
+        ``docs/delivery.md``).
 
-        ``pcm`` is 1-D (mono) or 2-D ``(samples, channels)``; column *i* is channel *i*.
-        Output is interleaved little-endian bytes; a C-contiguous little-endian input is
-        copied once (into the returned ``bytes``), anything else is converted on the way.
+        It repeats the first ``start`` (``seq`` 0 included) and adds ``resumed: true``,
+        ``resume_from_frame`` (index of the first binary frame that follows on the new
+        connection, at most the number of frames encoded) and ``resume_from_ms``
+        (``resume_from_frame · frame_ms``). It takes no ``seq``: the text messages sent after it
+        keep the stream's numbering (replayed ones their original ``seq``), so the consumer
+        de-duplicates them by ``seq`` and binary frames by index.
+        """
+        if self._state != _STARTED or self._format is None:
+            raise UsageError("resume() outside start()..stop()")
+        if not 0 <= frame <= self._frames:
+            raise UsageError(f"cannot resume at frame {frame}: {self._frames} frames encoded")
+        message = dict(self._start)
+        message.update(
+            resumed=True, resume_from_frame=frame, resume_from_ms=frame * self._format.frame_ms
+        )
+        return _text(message)
+
+    def audio(self, pcm: npt.NDArray[np.int16] | npt.NDArray[np.uint8]) -> bytes:
+        """Encode one binary frame: exactly ``frame_ms`` of audio.
+
+        ``pcm`` is 1-D (mono) or 2-D ``(samples, channels)``; column *i* is channel *i*. For L16
+        it holds int16 samples; for PCMU/PCMA the encoded uint8 octets. Output is interleaved
+        (little-endian for L16); a C-contiguous input of the right dtype is copied once (into the
+        returned ``bytes``), anything else is converted on the way.
         """
         if self._state != _STARTED:
             raise UsageError("audio() outside start()..stop()")
         dtype = pcm.dtype
-        if dtype != _LE_INT16:
-            if dtype.kind != "i" or dtype.itemsize != 2:
-                raise UsageError(f"audio must be int16, got {dtype}")
+        if dtype != self._dtype:
+            if self._dtype == _OCTETS or dtype.kind != "i" or dtype.itemsize != 2:
+                raise UsageError(f"audio must be {self._dtype}, got {dtype}")
             pcm = pcm.astype(_LE_INT16)
         if pcm.shape not in self._shapes:
             raise UsageError(f"audio shape {pcm.shape} is not one of {self._shapes}")
@@ -341,7 +406,7 @@ class NativeEncoder:
         return self._emit(message)
 
     def stop(self, *, reason: StopReason, streams: Sequence[StreamStats] = ()) -> str:
-        """Encode ``stop``; ``duration_ms`` is the audio encoded on this connection."""
+        """Encode ``stop``; ``duration_ms`` is the audio encoded for the stream."""
         if self._state != _STARTED:
             raise UsageError("stop() outside start()..stop()")
         if reason not in STOP_REASONS:

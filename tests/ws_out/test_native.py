@@ -239,7 +239,9 @@ def test_call_order_is_enforced() -> None:
         ([Stream("1", None, 2)], STEREO_8K, "stereo"),
         ([Stream("1", None, 0)], STEREO_8K, "per-leg"),
         ([Stream("1", None, 0), Stream("2", None, 1)], AudioFormat(8000, 1), "per-leg"),
-        ([Stream("1", None, 0)], AudioFormat(8000, 1), "mixed"),
+        ([Stream("1", None, 0), Stream("2", None, 1)], AudioFormat(8000, 1), "mixed"),
+        ([Stream("1", None, 0)], STEREO_8K, "mixed"),
+        ([Stream("1", None, 0)], AudioFormat(8000, 1), "mux"),
     ],
 )
 def test_start_rejects_inconsistent_layout(
@@ -299,3 +301,99 @@ def test_lone_surrogates_are_replaced_not_raised() -> None:
     message = json.loads(text)
     assert message["call_id"] == "bad?id"
     assert message["participants"][0]["name"] == "x?y"
+
+
+# --- v1.1 additions: mixed mode, G.711 frames, resumed starts ------------------------------------
+
+
+def test_mixed_mode_start_lists_every_stream_on_channel_0() -> None:
+    enc = NativeEncoder(SID)
+    text = enc.start(
+        call_id="c",
+        participants=[Participant(ALICE), Participant(BOB)],
+        streams=[Stream("1", ALICE, 0), Stream("2", BOB, 0)],
+        format=AudioFormat(16000, 1),
+        mode="mixed",
+        started_at=0.0,
+    )
+    message = json.loads(text)
+    VALIDATOR.validate(message)
+    assert message["mode"] == "mixed"
+    assert [s["channel"] for s in message["streams"]] == [0, 0]
+    assert len(enc.audio(np.zeros(320, dtype=np.int16))) == 640
+
+
+@pytest.mark.parametrize("encoding", ["PCMU", "PCMA"])
+def test_g711_frames_are_one_octet_per_sample(encoding: Any) -> None:
+    fmt = AudioFormat(8000, 2, 20, encoding)
+    assert fmt.frame_bytes == 320
+    enc = NativeEncoder(SID)
+    message = json.loads(
+        enc.start(
+            call_id="c",
+            participants=[],
+            streams=[Stream("1", None, 0), Stream("2", None, 1)],
+            format=fmt,
+            mode="stereo",
+            started_at=0.0,
+        )
+    )
+    VALIDATOR.validate(message)
+    assert message["format"] == {
+        "encoding": encoding,
+        "sample_rate": 8000,
+        "channels": 2,
+        "frame_ms": 20,
+    }
+    octets = np.arange(320, dtype=np.uint8).reshape(160, 2)
+    assert enc.audio(octets) == octets.tobytes()
+    with pytest.raises(UsageError):
+        enc.audio(np.zeros((160, 2), dtype=np.int16))  # PCM where octets are expected
+
+
+def test_g711_is_8khz_only_and_encodings_are_known() -> None:
+    with pytest.raises(UsageError):
+        AudioFormat(16000, 1, 20, "PCMU")
+    with pytest.raises(UsageError):
+        AudioFormat(8000, 1, 20, "G722")  # type: ignore[arg-type]
+    invalid = vector("start_stereo.json")
+    invalid["format"] |= {"encoding": "PCMA", "sample_rate": 16000}
+    assert not VALIDATOR.is_valid(invalid)
+
+
+def test_resume_repeats_start_with_the_first_frame_to_follow() -> None:
+    enc, first = started_stereo()
+    for _ in range(5):
+        enc.audio(np.zeros((160, 2), dtype=np.int16))
+    enc.dtmf(digit="5", duration_ms=100, label="2", position_ms=40)
+    resumed = json.loads(enc.resume(3))
+    VALIDATOR.validate(resumed)
+    assert resumed.pop("resumed") is True
+    assert resumed.pop("resume_from_frame") == 3
+    assert resumed.pop("resume_from_ms") == 60
+    assert resumed == json.loads(first)  # seq 0 and every field of the first start
+    stop = json.loads(enc.stop(reason="bye"))
+    assert stop["seq"] == 2 and stop["duration_ms"] == 100  # the stream's numbering goes on
+
+
+def test_resume_needs_a_frame_of_the_stream() -> None:
+    with pytest.raises(UsageError):
+        NativeEncoder(SID).resume(0)
+    enc, _ = started_stereo()
+    enc.audio(np.zeros((160, 2), dtype=np.int16))
+    assert json.loads(enc.resume(1))["resume_from_ms"] == 20  # the next frame
+    for bad in (-1, 2):
+        with pytest.raises(UsageError):
+            enc.resume(bad)
+    assert enc.seq == 1
+
+
+def test_schema_ties_the_resume_fields() -> None:
+    start = vector("start_stereo.json")
+    resume = {"resumed": True, "resume_from_frame": 2, "resume_from_ms": 40}
+    assert VALIDATOR.is_valid(start | resume)
+    for key in resume:
+        partial = {k: v for k, v in resume.items() if k != key}
+        assert not VALIDATOR.is_valid(start | partial), key
+    assert not VALIDATOR.is_valid(start | resume | {"seq": 4})
+    assert not VALIDATOR.is_valid(start | resume | {"resumed": False})
