@@ -1,4 +1,4 @@
-"""rtp: the media library of siprec-bridge (standalone: stdlib, numpy, G722).
+"""rtp: the media library of siprec-bridge (standalone: stdlib, numpy, G722, pylibsrtp).
 
 Modules:
 
@@ -7,16 +7,19 @@ Modules:
 - :mod:`rtp.dtmf` - RFC 4733 telephone events and a per-stream :class:`DtmfDetector`;
 - :mod:`rtp.jitter` - RFC 3550 A.1 sequence extension and a pure :class:`JitterBuffer`;
 - :mod:`rtp.resample` - stateful 8 kHz → 16 kHz polyphase resampler;
+- :mod:`rtp.srtp` - :class:`SrtpReceiver`, SRTP/SRTCP unprotect (RFC 3711) over pylibsrtp;
+- :mod:`rtp.rtcp` - RTCP compound packets: SR, RR, BYE (RFC 3550 §6);
 - :mod:`rtp.leg` - :class:`Leg`, one received stream placed on a call's :class:`Timeline`;
 - :mod:`rtp.ports` - :class:`PortAllocator` for even RTP ports.
 
 Exceptions (:mod:`rtp.errors`)::
 
     RtpError (ValueError)      unparseable packet or payload, invalid argument
-     └── PortsExhausted        no free RTP/RTCP port pair
+     ├── PortsExhausted        no free RTP/RTCP port pair
+     └── SrtpError             SRTP/SRTCP authentication, replay or decryption failure; bad key
 
 :func:`rtp.codecs.decoder_for` / :func:`rtp.codecs.encoder_for` also raise :class:`KeyError` for an
-unknown codec name. :meth:`Leg.feed` never raises.
+unknown codec name. :meth:`Leg.feed` and :meth:`Leg.feed_rtcp` never raise.
 """
 
 from .codecs import (
@@ -37,10 +40,14 @@ from .jitter import JitterBuffer, Put, SequenceTracker
 from .leg import Leg, LegStats, Timeline
 from .packet import MAX_PACKET_SIZE, RtpHeader, build_packet, is_rtcp, parse_header
 from .ports import PortAllocator
+from .rtcp import Bye, ReceiverReport, ReportBlock, RtcpPacket, SenderReport, parse_compound
+from .srtp import SUPPORTED_SUITES, SrtpError, SrtpReceiver
 
 __all__ = [
     "CODECS",
     "MAX_PACKET_SIZE",
+    "SUPPORTED_SUITES",
+    "Bye",
     "CodecSpec",
     "Decoder",
     "DtmfDetector",
@@ -52,9 +59,15 @@ __all__ = [
     "PortAllocator",
     "PortsExhausted",
     "Put",
+    "ReceiverReport",
+    "ReportBlock",
+    "RtcpPacket",
     "RtpError",
     "RtpHeader",
+    "SenderReport",
     "SequenceTracker",
+    "SrtpError",
+    "SrtpReceiver",
     "Timeline",
     "alaw_decode",
     "alaw_encode",
@@ -62,6 +75,7 @@ __all__ = [
     "decoder_for",
     "encoder_for",
     "is_rtcp",
+    "parse_compound",
     "parse_event",
     "parse_header",
     "ulaw_decode",

@@ -3,8 +3,10 @@
 Calling protocol (sans-I/O; ``now`` is a monotonic clock reading in seconds)::
 
     timeline = Timeline()                      # one per call
-    leg = Leg(timeline, payload_types={0: "PCMU"}, out_rate=16000, dtmf_payload_type=101)
-    leg.feed(datagram, addr, now)              # per datagram; cheap, never raises
+    leg = Leg(timeline, payload_types={0: "PCMU"}, out_rate=16000, dtmf_payload_type=101,
+              srtp=SrtpReceiver(suite, key_b64))   # srtp: optional (rtp.srtp)
+    leg.feed(datagram, addr, now)              # per datagram on the RTP port; never raises
+    leg.feed_rtcp(datagram, addr, now)         # per datagram on the RTCP port; never raises
     due = leg.frame_due(k)                     # when frame k may be read (None before any RTP)
     pcm = leg.read_frame(k)                    # k = 0, 1, 2, ... once each, at or after ``due``
     for index, event in leg.pop_dtmf(): ...
@@ -43,6 +45,28 @@ duration field. :meth:`Leg.pop_dtmf` gives the frame index of each event's onset
 Decoding happens in :meth:`Leg.read_frame`, in timestamp order (G.722 is stateful). G.711 at
 16 kHz output goes through :class:`rtp.resample.Upsampler2` (≈ 2 ms constant delay); G.722 at
 8 kHz output uses libg722's lower sub-band mode.
+
+SRTP (RFC 3711). With ``srtp`` set, every RTP datagram is authenticated and decrypted by the
+:class:`rtp.srtp.SrtpReceiver` before its header is parsed, and every RTCP datagram as SRTCP;
+failures are counted (``srtp_errors``, ``srtp_replays``) and dropped, and a packet that fails
+does not latch the source. :attr:`Leg.srtp` may be replaced (re-keying by re-INVITE).
+
+RTCP (RFC 3550 §6). :meth:`Leg.feed_rtcp` takes the datagrams of the RTCP port; :meth:`Leg.feed`
+hands RTCP multiplexed on the RTP port (RFC 5761 §4) to the same handling. Sender and receiver
+reports fill the ``sender_*`` and ``reported_*`` statistics.
+
+Alignment by sender reports. An SR of the leg's SSRC maps an RTP timestamp to the sender's
+wallclock (NTP). For each leg with an SR the leg computes its delay ``D = (arrival-anchored
+position of the SR's timestamp) - (SR NTP time)``, in seconds, and registers it with the
+:class:`Timeline`. The leg with the largest ``D`` (its media reaches us latest) keeps its
+arrival anchoring; every other leg is placed ``lead = D_max - D`` later, so that on all of them
+call time = NTP time - ``timeline.ntp_epoch`` sample for sample (a leg that is ahead gets a short
+silence once; no audio is dropped). The drift correction then keeps each leg at its lead.
+Legs without SRs stay on arrival anchoring. The delays are used only when they lie within
+``max_ntp_skew_ms`` of each other (senders on one wallclock, e.g. one SBC); otherwise, and with
+``max_ntp_skew_ms=0``, every leg falls back to arrival time. An SR whose timestamp is more than
+``max_buffer_ms`` away from the leg's arrival time, or whose NTP time is zero, is ignored. A
+re-anchored leg (new SSRC, timestamp jump) keeps its lead until the next SR of its new timing.
 """
 
 from __future__ import annotations
@@ -60,6 +84,8 @@ from .errors import RtpError
 from .jitter import JitterBuffer, Put, SequenceTracker
 from .packet import parse_header
 from .resample import Upsampler2
+from .rtcp import Bye, ReportBlock, SenderReport, parse_compound
+from .srtp import SrtpError, SrtpReceiver
 
 __all__ = ["Leg", "LegStats", "Timeline"]
 
@@ -77,16 +103,60 @@ class Timeline:
     """The time base shared by all legs of one call.
 
     ``epoch`` is the arrival time of the first RTP packet of any leg (set by :meth:`Leg.feed`);
-    frame *k* covers call time ``[k·frame_ms, (k+1)·frame_ms)``.
+    frame *k* covers call time ``[k·frame_ms, (k+1)·frame_ms)``. Legs with RTCP sender reports
+    register their delays here to be aligned by NTP time (see the module docstring);
+    ``max_ntp_skew_ms`` (0 disables this) bounds how far apart those delays may be.
     """
 
-    __slots__ = ("epoch", "frame_ms")
+    __slots__ = (
+        "_aligned",
+        "_delays",
+        "_max_delay",
+        "epoch",
+        "frame_ms",
+        "max_ntp_skew",
+        "version",
+    )
 
-    def __init__(self, frame_ms: int = 20) -> None:
+    def __init__(self, frame_ms: int = 20, *, max_ntp_skew_ms: int = 500) -> None:
+        """Raises :class:`RtpError` unless ``1 <= frame_ms <= 1000`` and
+        ``0 <= max_ntp_skew_ms <= 10000``."""
         if not 1 <= frame_ms <= 1000:
             raise RtpError(f"frame_ms out of range: {frame_ms}")
+        if not 0 <= max_ntp_skew_ms <= 10_000:
+            raise RtpError(f"max_ntp_skew_ms out of range: {max_ntp_skew_ms}")
         self.frame_ms = frame_ms
+        self.max_ntp_skew = max_ntp_skew_ms / 1000
         self.epoch: float | None = None
+        self.version = 0
+        """Incremented whenever the NTP alignment changes (legs then re-place themselves)."""
+        self._delays: dict[object, float] = {}
+        self._aligned = False
+        self._max_delay = 0.0
+
+    @property
+    def ntp_epoch(self) -> float | None:
+        """The sender NTP time (seconds since 1900) of call time 0 while legs are aligned by
+        sender reports, else ``None`` (arrival-time alignment)."""
+        return -self._max_delay if self._aligned else None
+
+    def _set_delay(self, leg: object, delay: float) -> None:
+        """Register a leg's delay D = position - NTP time (seconds); a leg keeps its last D
+        until it registers a new one."""
+        if self._delays.get(leg) == delay:
+            return
+        self._delays[leg] = delay
+        delays = self._delays.values()
+        self._max_delay = max(delays)
+        self._aligned = self._max_delay - min(delays) <= self.max_ntp_skew
+        self.version += 1
+
+    def _lead(self, leg: object) -> float:
+        """Seconds by which ``leg`` is to be placed after its arrival anchoring."""
+        delay = self._delays.get(leg)
+        if delay is None or not self._aligned:
+            return 0.0
+        return self._max_delay - delay
 
 
 @dataclass(slots=True)
@@ -96,7 +166,7 @@ class LegStats:
     packets: int = 0
     """RTP packets accepted (right source, known payload type, not ``bad``), duplicates and late
     ones included. Each datagram is counted once in packets, bad, wrong_payload_type,
-    wrong_source or rtcp."""
+    wrong_source, rtcp, srtp_errors or srtp_replays."""
     bytes: int = 0
     """Size of those datagrams."""
     lost: int = 0
@@ -113,7 +183,25 @@ class LegStats:
     concealed_frames: int = 0
     """Frames (or parts of frames) after the leg started with no audio and no comfort noise."""
     rtcp: int = 0
-    """RTCP packets (RFC 5761 §4) received on the RTP port; ignored."""
+    """RTCP datagrams from the right source (RTCP port, or RFC 5761 §4 mux on the RTP port),
+    after SRTCP authentication; ``rtcp_bad`` of them could not be parsed."""
+    rtcp_bad: int = 0
+    srtp_errors: int = 0
+    """SRTP/SRTCP datagrams that failed authentication or decryption (RFC 3711 §3.3)."""
+    srtp_replays: int = 0
+    """SRTP/SRTCP datagrams rejected by the replay check (RFC 3711 §3.3.2)."""
+    sender_reports: int = 0
+    receiver_reports: int = 0
+    rtcp_byes: int = 0
+    sender_packet_count: int = 0
+    """The sender's packet count from its latest SR (RFC 3550 §6.4.1)."""
+    sender_octet_count: int = 0
+    reported_fraction_lost: float = 0.0
+    """From the first report block of the sender's latest SR/RR (what *it* receives)."""
+    reported_lost: int = 0
+    reported_jitter_ms: float = 0.0
+    ntp_lead_ms: float = 0.0
+    """How much later than its arrival anchoring the leg is placed (alignment by SRs)."""
     overflow: int = 0
     """Packets dropped because the jitter buffer was full."""
     timestamp_jumps: int = 0
@@ -148,11 +236,12 @@ class Leg:
         target_delay_ms: int = 60,
         expected_host: str | None = None,
         max_buffer_ms: int = 2000,
+        srtp: SrtpReceiver | None = None,
     ) -> None:
         """``payload_types`` maps audio payload types to codec names (keys of
         :data:`rtp.codecs.CODECS`); ``out_rate`` is 8000 or 16000. ``expected_host`` ``None``,
-        ``"0.0.0.0"`` or ``"::"`` accepts any source host. Raises :class:`RtpError` for an
-        invalid configuration."""
+        ``"0.0.0.0"`` or ``"::"`` accepts any source host. ``srtp`` decrypts SRTP/SRTCP.
+        Raises :class:`RtpError` for an invalid configuration."""
         if out_rate not in (8000, 16000):
             raise RtpError(f"out_rate must be 8000 or 16000, not {out_rate}")
         if not payload_types:
@@ -191,6 +280,9 @@ class Leg:
         self._delay_ticks = clock * target_delay_ms // 1000
         self._delay_seconds = target_delay_ms / 1000
         self._max_ticks = clock * max_buffer_ms // 1000
+        self._max_lead = max(0, self._max_ticks - self._delay_ticks - 2 * self._frame_ticks)
+        self.srtp = srtp
+        """Decrypts the leg's SRTP and SRTCP (``None``: plain RTP); may be replaced."""
         self._frame = np.zeros(out_rate * frame_ms // 1000, dtype=np.int16)
         self._expected_host = None if expected_host in _WILDCARD_HOSTS else expected_host
         self._source: tuple[str, int] | None = None
@@ -223,6 +315,10 @@ class Leg:
         self._dtmf_ssrc: int | None = None
         self._dtmf_ref_ts = 0
         self._dtmf_ref_pos = 0
+        # RTCP: the latest usable SR (ssrc, NTP seconds, RTP timestamp) and the NTP lead.
+        self._sr: tuple[int, float, int] | None = None
+        self._lead = 0
+        self._timeline_version = 0
         # Playout state (read_frame).
         self._decoders: list[Decoder] = []
         self._decoder_generation = -1
@@ -245,6 +341,7 @@ class Leg:
         stats.duplicates = buffer.duplicates
         stats.overflow = buffer.overflow
         stats.jitter_ms = self._jitter * 1000 / self._clock
+        stats.ntp_lead_ms = self._lead * 1000 / self._clock
         return stats
 
     @property
@@ -282,8 +379,22 @@ class Leg:
             stats.wrong_source += 1
             return
         if len(data) > 1 and 192 <= data[1] <= 223:  # rtp.packet.is_rtcp, inlined
-            stats.rtcp += 1
+            self._rtcp(data, now)
             return
+        size = len(data)
+        srtp = self.srtp
+        if srtp is not None:
+            if size < 12 or data[0] >> 6 != 2:  # not even an RTP header (STUN, junk)
+                stats.bad += 1
+                return
+            try:
+                data = srtp.unprotect(data)
+            except SrtpError as exc:
+                if exc.replay:
+                    stats.srtp_replays += 1
+                else:
+                    stats.srtp_errors += 1
+                return
         try:
             header = parse_header(data)
         except RtpError:
@@ -305,7 +416,7 @@ class Leg:
         now_tick = round(arrival)
         if kind == _DTMF:
             stats.packets += 1
-            stats.bytes += len(data)
+            stats.bytes += size
             self._feed_dtmf(
                 header.ssrc,
                 header.sequence,
@@ -329,14 +440,14 @@ class Leg:
                 self._ref_pos = pos
         elif ssrc == self._previous_ssrc and now_tick - self._switch_tick < self._grace_ticks:
             stats.packets += 1
-            stats.bytes += len(data)
+            stats.bytes += size
             self._stale += 1
             return
         else:
             ext_seq = self._new_source(ssrc, header.sequence, header.timestamp, now_tick)
-            pos = now_tick
+            pos = self._ref_pos
         stats.packets += 1
-        stats.bytes += len(data)
+        stats.bytes += size
         duration = 0
         if kind >= 0:
             duration = (header.payload_end - header.payload_offset) * 8 // self._bits[kind]
@@ -350,6 +461,21 @@ class Leg:
             if self._last_end is None or end > self._last_end:
                 self._last_end = end
 
+    def feed_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """Take one RTCP datagram (RFC 3550 §6; SRTCP with ``srtp``) received from ``addr`` at
+        ``now`` on the RTCP port. Never raises.
+
+        Accepted from the host the leg's RTP comes from (any port), or before any RTP from
+        ``expected_host``; otherwise counted in ``wrong_source``.
+        """
+        host = _plain_host(addr[0])
+        source = self._source
+        expected = _plain_host(source[0]) if source is not None else self._expected_host
+        if expected is not None and host != expected:
+            self._stats.wrong_source += 1
+            return
+        self._rtcp(data, now)
+
     def read_frame(self, index: int) -> npt.NDArray[np.int16]:
         """Return frame ``index``: ``out_rate·frame_ms/1000`` int16 samples.
 
@@ -358,6 +484,8 @@ class Leg:
         next frame. Anything not received is silence. The returned array is a buffer owned by
         the leg and overwritten by the next call: copy or consume it before then.
         """
+        if self._timeline.version != self._timeline_version:
+            self._follow_timeline()
         frame = self._frame
         frame.fill(0)
         ticks = self._frame_ticks
@@ -401,10 +529,11 @@ class Leg:
 
     def _new_source(self, ssrc: int, sequence: int, timestamp: int, now_tick: int) -> int:
         """Anchor a new SSRC at its arrival; return the packet's extended sequence number."""
+        pos = now_tick + self._lead
         if self._seq is None:
             self._seq = SequenceTracker(sequence)
             ext_seq = self._seq.max_extended
-            self._start_pos = now_tick
+            self._start_pos = pos
         else:
             ext_seq = self._seq.restart(sequence)
             self._stats.ssrc_changes += 1
@@ -413,12 +542,17 @@ class Leg:
             self._generation += 1
         self._ssrc = ssrc
         self._head_seq = ext_seq
-        self._anchor(timestamp, now_tick)
+        self._anchor(timestamp, pos, now_tick)
+        if self._sr is not None:
+            if self._sr[0] == ssrc:
+                self._register_delay(now_tick)
+            else:
+                self._sr = None
         return ext_seq
 
-    def _anchor(self, timestamp: int, now_tick: int) -> None:
+    def _anchor(self, timestamp: int, pos: int, now_tick: int) -> None:
         self._ref_ts = timestamp
-        self._ref_pos = now_tick
+        self._ref_pos = pos
         self._transit = None
         self._window_start = now_tick
         self._window_count = 0
@@ -439,8 +573,9 @@ class Leg:
             )
         ):
             self._stats.timestamp_jumps += 1
-            self._anchor(timestamp, now_tick)
-            return now_tick
+            self._sr = None  # maps timestamps of before the jump
+            pos = now_tick + self._lead
+            self._anchor(timestamp, pos, now_tick)
         return pos
 
     def _observe(self, pos: int, arrival: float, now_tick: int) -> int:
@@ -460,16 +595,98 @@ class Leg:
         enough = self._window_count >= _WINDOW_MIN_PACKETS
         self._window_start = now_tick
         self._window_count = 0
-        shift = least + self._delay_ticks + ticks // 2
+        shift = least + self._delay_ticks + ticks // 2 + self._lead
         if enough and abs(shift) > (self._delay_ticks + ticks) // 2:
-            self._ref_pos += shift
-            self._buffer.shift(shift)
-            if self._last_end is not None:
-                self._last_end += shift
-            self._transit = None
+            self._shift(shift)
             self._stats.resyncs += 1
+            if self._sr is not None:
+                self._register_delay(None)
             return pos + shift
         return pos
+
+    def _shift(self, delta: int) -> None:
+        """Move the leg's time base (and everything buffered) ``delta`` ticks later."""
+        self._ref_pos += delta
+        self._dtmf_ref_pos += delta
+        self._buffer.shift(delta)
+        if self._last_end is not None:
+            self._last_end += delta
+        self._transit = None
+        self._window_count = 0
+
+    # --- RTCP and NTP alignment -----------------------------------------------------------
+
+    def _rtcp(self, data: bytes, now: float) -> None:
+        """One RTCP datagram from the right source (RFC 3550 §6.4; SRTCP, RFC 3711 §3.4)."""
+        stats = self._stats
+        srtp = self.srtp
+        if srtp is not None:
+            try:
+                data = srtp.unprotect_rtcp(data)
+            except SrtpError as exc:
+                if exc.replay:
+                    stats.srtp_replays += 1
+                else:
+                    stats.srtp_errors += 1
+                return
+        stats.rtcp += 1
+        try:
+            packets = parse_compound(data)
+        except RtpError:
+            stats.rtcp_bad += 1
+            return
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                stats.sender_reports += 1
+                self._sender_report(packet, now)
+            elif isinstance(packet, Bye):
+                stats.rtcp_byes += 1
+                continue
+            else:
+                stats.receiver_reports += 1
+            if packet.reports:
+                self._report(packet.reports[0])
+
+    def _report(self, block: ReportBlock) -> None:
+        stats = self._stats
+        stats.reported_fraction_lost = block.fraction_lost
+        stats.reported_lost = block.cumulative_lost
+        stats.reported_jitter_ms = block.jitter * 1000 / self._clock
+
+    def _sender_report(self, report: SenderReport, now: float) -> None:
+        """Keep the SR of the leg's SSRC (RFC 3550 §6.4.1) and register the leg's delay."""
+        if self._ssrc is not None and report.ssrc != self._ssrc:
+            return
+        stats = self._stats
+        stats.sender_packet_count = report.packet_count
+        stats.sender_octet_count = report.octet_count
+        if report.ntp_timestamp == 0:  # no wallclock (RFC 3550 §6.4.1)
+            return
+        self._sr = (report.ssrc, report.ntp_seconds, report.rtp_timestamp)
+        epoch = self._timeline.epoch
+        if self._ssrc is not None and epoch is not None:  # else: registered when RTP starts
+            self._register_delay(round((now - epoch) * self._clock))
+
+    def _register_delay(self, now_tick: int | None) -> None:
+        """Register D = position - NTP time for the current SR with the timeline. With
+        ``now_tick`` (the SR just arrived) an SR more than ``max_buffer_ms`` away from arrival
+        time is dropped instead."""
+        assert self._sr is not None
+        _, ntp, timestamp = self._sr
+        base = self._ref_pos + ((timestamp - self._ref_ts + _HALF) & _MASK32) - _HALF - self._lead
+        if now_tick is not None and abs(base - now_tick) > self._max_ticks:
+            self._sr = None
+            return
+        if self._timeline.max_ntp_skew > 0:
+            self._timeline._set_delay(self, base / self._clock - ntp)
+
+    def _follow_timeline(self) -> None:
+        """Re-place the leg after the timeline's NTP alignment changed."""
+        self._timeline_version = self._timeline.version
+        lead = min(self._max_lead, max(0, round(self._timeline._lead(self) * self._clock)))
+        if lead != self._lead:
+            self._shift(lead - self._lead)
+            self._lead = lead
 
     def _feed_dtmf(
         self, ssrc: int, sequence: int, timestamp: int, payload: bytes, now_tick: int
@@ -481,7 +698,7 @@ class Leg:
         elif ssrc != self._dtmf_ssrc:
             self._dtmf_ssrc = ssrc
             self._dtmf_ref_ts = timestamp
-            self._dtmf_ref_pos = now_tick - int.from_bytes(payload[2:4], "big")
+            self._dtmf_ref_pos = now_tick + self._lead - int.from_bytes(payload[2:4], "big")
         for event in self._detector.feed(timestamp, payload):
             self._emit_dtmf(event, self._dtmf_position(event.timestamp, ssrc))
 

@@ -2,10 +2,11 @@
 
 Calling protocol::
 
-    usable = acceptable(offer)                       # which m-lines we can take
-    ports = [allocate() if ok else 0 for ok in usable]
+    usable = acceptable(offer, srtp=policy, srtp_suites=rtp.srtp.SUPPORTED_SUITES)
+    ports = [allocate() if ok else 0 for ok in usable]   # none usable: answer 488
     answer, streams = build_answer(offer, local_address=..., ports=ports,
-                                   session_id=..., session_version=...)
+                                   session_id=..., session_version=...,
+                                   srtp=policy, srtp_suites=rtp.srtp.SUPPORTED_SUITES)
     serialize(answer)                                # body of the 200 OK
 
 Answer rules: one m-line per offered m-line, same order, media type and proto (RFC 3264 §6);
@@ -14,15 +15,32 @@ rejected lines get port 0 and the first offered format; accepted audio lines car
 the offered payload type and fmtp (RFC 4733 §7.1.1); comfort noise is not answered; the
 direction is reversed for a recorder that only receives (RFC 3264 §6.1: sendonly/sendrecv →
 recvonly, recvonly/inactive → inactive); ``a=label`` is always echoed so SRCs can match answer
-lines by label (RFC 7866 §8.1.1, RFC 4574); ``a=ptime`` is echoed when offered.
+lines by label (RFC 7866 §8.1.1, RFC 4574); ``a=ptime`` is echoed when offered; ``a=rtcp-mux``
+is echoed when offered (RFC 5761 §5.1.1: the SRC then sends RTCP to the RTP port).
+
+SRTP with SDES (RFC 4568, RFC 3711). ``srtp`` is the route's policy:
+
+* ``"off"``: only RTP/AVP and RTP/AVPF lines are acceptable (RTP/SAVP lines are rejected);
+* ``"allow"``: plain lines, and RTP/SAVP(F) lines with a usable ``a=crypto``;
+* ``"require"``: only RTP/SAVP(F) lines with a usable ``a=crypto`` (a plain offer has nothing
+  acceptable: the caller answers 488, RFC 3261 §21.4.26).
+
+A crypto line is usable when its suite is in ``srtp_suites`` (what the caller's SRTP library
+implements) and in :data:`sdp.crypto.SUITES`, and it has no session parameter we cannot honour
+(only ``KDR=0`` and ``WSH=`` are understood, RFC 4568 §6.3). The first usable line of an
+m-line wins (the offerer's preference, §7.1.2); the answer carries exactly that one
+``a=crypto`` with the same tag and suite and a fresh key of ours from ``key_source`` (§7.1.2;
+``KDR`` echoed when offered). Malformed crypto lines are skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
+from .crypto import SUITES, Crypto, new_crypto
 from .errors import SdpError
 from .model import (
     Attribute,
@@ -37,6 +55,14 @@ from .model import (
 
 DEFAULT_SUPPORTED: Final = ("PCMU", "PCMA", "G722")
 RTP_PROTOS: Final = frozenset({"RTP/AVP", "RTP/AVPF"})
+SRTP_PROTOS: Final = frozenset({"RTP/SAVP", "RTP/SAVPF"})
+"""SDES-keyed SRTP (RFC 3711 §12, RFC 5124); DTLS-SRTP (``UDP/TLS/RTP/SAVP``) is not supported."""
+
+SrtpPolicy = Literal["off", "allow", "require"]
+SRTP_POLICIES: Final[frozenset[str]] = frozenset({"off", "allow", "require"})
+
+KeySource = Callable[[int], bytes]
+"""Returns n random octets (``os.urandom``); injectable for tests."""
 
 # RTP clock rates the decoders handle (RFC 3551 §4.5; G.722 uses 8000 for 16 kHz audio).
 _KNOWN_CLOCK: Final = {"PCMU": 8000, "PCMA": 8000, "G722": 8000}
@@ -75,6 +101,13 @@ class NegotiatedStream:
     remote_port: int
     direction: Direction
     ptime: int | None
+    remote_crypto: Crypto | None = None
+    """The offered ``a=crypto`` we accepted (SRTP line): the SRC's suite and master key, which
+    decrypt what we receive (``remote_crypto.suite``, ``remote_crypto.key.key_b64``)."""
+    local_crypto: Crypto | None = None
+    """Our ``a=crypto`` in the answer (same tag and suite, our own key)."""
+    rtcp_mux: bool = False
+    """``a=rtcp-mux`` offered and echoed: RTCP arrives on the RTP port (RFC 5761 §5.1.1)."""
 
 
 def _choose_codec(m: Media, supported: Sequence[str]) -> Codec | None:
@@ -89,22 +122,74 @@ def _choose_codec(m: Media, supported: Sequence[str]) -> Codec | None:
     return None
 
 
-def _usable_codec(m: Media, supported: Sequence[str]) -> Codec | None:
-    """The codec to receive ``m`` with, or ``None`` when the line is not acceptable."""
-    if m.media.lower() != "audio" or m.proto.upper() not in RTP_PROTOS or m.port == 0:
+def _session_params_ok(params: Sequence[str]) -> bool:
+    """RFC 4568 §6.3: we honour ``KDR=0`` (no re-keying, §6.3.1) and the declarative ``WSH``
+    (§6.3.6); UNENCRYPTED_*/UNAUTHENTICATED_SRTP, FEC_* and unknown parameters are not."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name == "KDR" and value == "0":
+            continue
+        if name == "WSH" and value.isascii() and value.isdigit():
+            continue
+        return False
+    return True
+
+
+def _choose_crypto(m: Media, srtp_suites: Collection[str]) -> Crypto | None:
+    """The first offered crypto line we can use (RFC 4568 §7.1.2), ``None`` if there is none."""
+    for crypto in m.cryptos():
+        if (
+            crypto.suite in srtp_suites
+            and crypto.suite in SUITES
+            and _session_params_ok(crypto.session_params)
+        ):
+            return crypto
+    return None
+
+
+def _usable(
+    m: Media, supported: Sequence[str], srtp: SrtpPolicy, srtp_suites: Collection[str]
+) -> tuple[Codec, Crypto | None] | None:
+    """Codec (and the offered crypto line, for SRTP) to receive ``m`` with; ``None`` when the
+    line is not acceptable under the policy."""
+    if m.media.lower() != "audio" or m.port == 0:
         return None
-    return _choose_codec(m, supported)
+    proto = m.proto.upper()
+    crypto: Crypto | None = None
+    if proto in RTP_PROTOS:
+        if srtp == "require":
+            return None
+    elif proto in SRTP_PROTOS and srtp != "off":
+        crypto = _choose_crypto(m, srtp_suites)
+        if crypto is None:
+            return None
+    else:
+        return None
+    codec = _choose_codec(m, supported)
+    return None if codec is None else (codec, crypto)
+
+
+def _check_policy(srtp: str) -> None:
+    if srtp not in SRTP_POLICIES:
+        raise SdpError(f"SRTP policy must be off, allow or require, not {srtp!r}")
 
 
 def acceptable(
-    offer: SessionDescription, *, supported: Sequence[str] = DEFAULT_SUPPORTED
+    offer: SessionDescription,
+    *,
+    supported: Sequence[str] = DEFAULT_SUPPORTED,
+    srtp: SrtpPolicy = "off",
+    srtp_suites: Collection[str] = (),
 ) -> list[bool]:
     """Per offered m-line: can the SRS receive it?
 
-    True for ``audio`` over RTP/AVP or RTP/AVPF with a non-zero port and at least one
-    ``supported`` codec. RTP/SAVP (SRTP) and any other proto are not acceptable yet.
+    True for ``audio`` with a non-zero port and at least one ``supported`` codec, over
+    RTP/AVP or RTP/AVPF unless ``srtp`` is ``"require"``, or over RTP/SAVP or RTP/SAVPF with a
+    usable ``a=crypto`` (suite in ``srtp_suites``) unless ``srtp`` is ``"off"``. Any other proto
+    is not acceptable. Raises :class:`SdpError` for an unknown policy.
     """
-    return [_usable_codec(m, supported) is not None for m in offer.media]
+    _check_policy(srtp)
+    return [_usable(m, supported, srtp, srtp_suites) is not None for m in offer.media]
 
 
 def _by_encoding(rtpmaps: dict[int, RtpMap], encoding: str) -> list[RtpMap]:
@@ -121,15 +206,21 @@ def build_answer(
     fallback_address: str | None = None,
     supported: Sequence[str] = DEFAULT_SUPPORTED,
     username: str = "siprec-bridge",
+    srtp: SrtpPolicy = "off",
+    srtp_suites: Collection[str] = (),
+    key_source: KeySource = os.urandom,
 ) -> tuple[SessionDescription, list[NegotiatedStream]]:
     """Build the answer to ``offer`` (RFC 3264 §6) and describe each negotiated stream.
 
     ``ports[i]`` is the local RTP port for m-line ``i``; 0 rejects it. A line that is not
-    :func:`acceptable` is rejected whatever its port. ``fallback_address`` (usually the
-    signalling source) is the remote address when the offer has no ``c=`` for a line
-    (QUIRKS #24). Raises :class:`SdpError` when ``ports`` does not have one entry per m-line
-    or a port is outside 0..65535.
+    :func:`acceptable` (with the same ``supported``, ``srtp`` and ``srtp_suites``) is rejected
+    whatever its port. ``fallback_address`` (usually the signalling source) is the remote
+    address when the offer has no ``c=`` for a line (QUIRKS #24). ``key_source(n)`` gives the
+    octets of our SRTP master key and salt. Raises :class:`SdpError` when ``ports`` does not
+    have one entry per m-line, a port is outside 0..65535, the policy is unknown, or
+    ``key_source`` returns the wrong number of octets.
     """
+    _check_policy(srtp)
     if len(ports) != len(offer.media):
         raise SdpError(f"{len(ports)} ports given for {len(offer.media)} m-lines")
     if any(not 0 <= p <= 65535 for p in ports):
@@ -150,7 +241,8 @@ def build_answer(
         remote = connection.address if connection is not None else fallback_address
         direction = offer.direction_of(m)
         ptime = m.ptime if m.ptime is not None else parse_ptime(offer.attribute("ptime"))
-        codec = _usable_codec(m, supported) if port else None
+        usable = _usable(m, supported, srtp, srtp_suites) if port else None
+        codec, crypto = usable if usable is not None else (None, None)
         stream = NegotiatedStream(
             index=index,
             label=m.label,
@@ -164,6 +256,10 @@ def build_answer(
             direction=direction,
             ptime=ptime,
         )
+        if crypto is not None:
+            stream.remote_crypto = crypto
+            kdr = tuple(p for p in crypto.session_params if p.startswith("KDR="))
+            stream.local_crypto = new_crypto(crypto.tag, crypto.suite, key_source, kdr)
         if codec is None:
             answer.media.append(_rejected(m))
         else:
@@ -208,6 +304,11 @@ def _accepted(m: Media, stream: NegotiatedStream, codec: Codec) -> Media:
     stream.cn_payload_types = frozenset(r.payload_type for r in _by_encoding(rtpmaps, "cn"))
     if stream.ptime is not None:
         attributes.append(("ptime", str(stream.ptime)))
+    if stream.local_crypto is not None:
+        attributes.append(("crypto", str(stream.local_crypto)))
+    if m.attribute("rtcp-mux") is not None:
+        stream.rtcp_mux = True
+        attributes.append(("rtcp-mux", None))
     attributes.append((_ANSWER_DIRECTION[stream.direction], None))
     if stream.label is not None:
         attributes.append(("label", stream.label))

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from .crypto import Crypto, parse_crypto
+from .errors import SdpError
+
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 
 DIRECTIONS: Final[frozenset[str]] = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
@@ -208,6 +211,17 @@ class Media:
             rtpmap = mapped.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
             if rtpmap is not None:
                 result[pt] = rtpmap
+        return result
+
+    def cryptos(self) -> list[Crypto]:
+        """Every well-formed ``a=crypto`` (RFC 4568 §9.1) in offer order; malformed ones are
+        left out (a crypto line the answerer cannot understand is not acceptable, §7.1.2)."""
+        result: list[Crypto] = []
+        for value in self.attributes_named("crypto"):
+            try:
+                result.append(parse_crypto(value))
+            except SdpError:
+                continue
         return result
 
     def fmtp(self, pt: int) -> str | None:

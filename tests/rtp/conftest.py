@@ -40,3 +40,26 @@ def read_udp(corpus: Path) -> Callable[[str], list[UdpPacket]]:
         return list(_udp_packets(corpus / relative))
 
     return read
+
+
+UdpFlowPacket = tuple[float, tuple[str, int], tuple[str, int], bytes]
+"""(capture time, (source ip, port), (destination ip, port), UDP payload)."""
+
+
+@pytest.fixture
+def read_udp_flows(corpus: Path) -> Callable[[str], list[UdpFlowPacket]]:
+    """Read the UDP datagrams of a corpus pcap with source and destination."""
+
+    def read(relative: str) -> list[UdpFlowPacket]:
+        packets: list[UdpFlowPacket] = []
+        with (corpus / relative).open("rb") as f:
+            for ts, frame in dpkt.pcap.Reader(f):
+                ip = dpkt.ethernet.Ethernet(frame).data
+                if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.udp.UDP):
+                    udp = ip.data
+                    src = (dpkt.utils.inet_to_str(ip.src), udp.sport)
+                    dst = (dpkt.utils.inet_to_str(ip.dst), udp.dport)
+                    packets.append((float(ts), src, dst, bytes(udp.data)))
+        return packets
+
+    return read

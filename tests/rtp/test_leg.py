@@ -20,6 +20,7 @@ end.
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -517,3 +518,175 @@ def test_pcmu_payload_helper_is_ulaw() -> None:
     levels = {int(ulaw_decode(bytes([_code(i)]))[0]) for i in range(127)}
     assert len(levels) == 127 and 0 not in levels
     assert ulaw_encode(np.array([32124], dtype=np.int16)) == bytes([_code(0)])
+
+
+# --- RTCP: mux, reports, alignment by sender reports (RFC 3550 §6.4.1) -------------------------
+
+T0 = 3_900_000_000.25
+"""A sender wallclock reading (NTP seconds since 1900)."""
+TS0 = (1000, 70000)
+"""First RTP timestamps of legs A and B."""
+SIGNAL = random.Random(5).randbytes(600 * 160)
+"""12 s of PCMU: every sample differs from its neighbours, so any misalignment shows."""
+
+Sr = tuple[float, float, int]
+"""(sender seconds since the first packet, NTP seconds, RTP timestamp) of a sender report."""
+
+
+def _sr(ssrc: int, ntp: float, rtp_ts: int, *, blocks: bytes = b"", count: int = 0) -> bytes:
+    body = struct.pack("!IQIII", ssrc, round(ntp * 2**32), rtp_ts & 0xFFFFFFFF, 10, 1600)
+    return struct.pack("!BBH", 0x80 | count, 200, 6 + 6 * count) + body + blocks
+
+
+def _truthful(leg: int, *seconds: int) -> list[Sr]:
+    """SRs that tell the truth: sample n of either leg is sent at NTP T0 + n/8000."""
+    return [(s, T0 + s, TS0[leg] + 8000 * s) for s in seconds]
+
+
+def _two_legs(
+    srs_a: list[Sr],
+    srs_b: list[Sr],
+    *,
+    count: int = 200,
+    rate: float = 1.0,
+    max_ntp_skew_ms: int = 500,
+) -> tuple[Timeline, list[Leg], list[list[npt.NDArray[np.int16]]]]:
+    """Two legs carrying the same signal (sample n sent at the same instant on both), B arriving
+    300 ms after A; the sender's clock runs ``rate`` times slower than ours. Returns the frames
+    read for each leg, as the application's ticker would."""
+    timeline = Timeline(max_ntp_skew_ms=max_ntp_skew_ms)
+    legs = [Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000) for _ in range(2)]
+    events: list[tuple[float, int, bytes, bool]] = []
+    for k, delay in enumerate((0.0, 0.3)):
+        for i in range(count):
+            data = build_packet(
+                payload_type=0,
+                sequence=i,
+                timestamp=TS0[k] + 160 * i,
+                ssrc=11 + k,
+                payload=SIGNAL[160 * i : 160 * (i + 1)],
+            )
+            events.append((100.0 + delay + 0.02 * i * rate, k, data, False))
+        for sent, ntp, rtp_ts in (srs_a, srs_b)[k]:
+            events.append((100.0 + delay + sent * rate + 0.001, k, _sr(11 + k, ntp, rtp_ts), True))
+    events.sort(key=lambda e: e[0])
+    frames: list[list[npt.NDArray[np.int16]]] = [[], []]
+    for now, k, data, rtcp in [*events, (101.5 + 0.02 * count * rate, 0, b"", False)]:
+        while (due := legs[0].frame_due(len(frames[0]))) is not None and due <= now:
+            for leg, out in zip(legs, frames, strict=True):
+                out.append(leg.read_frame(len(out)).copy())
+        if rtcp:
+            legs[k].feed_rtcp(data, (f"10.0.0.{k + 1}", 4001), now)
+        elif data:
+            legs[k].feed(data, (f"10.0.0.{k + 1}", 4000), now)
+    return timeline, legs, frames
+
+
+def test_sender_reports_align_legs_that_arrive_300ms_apart() -> None:
+    timeline, (a, b), (frames_a, frames_b) = _two_legs(_truthful(0, 1), _truthful(1, 1))
+    assert a.stats.ntp_lead_ms == 300.0 and b.stats.ntp_lead_ms == 0.0
+    assert timeline.ntp_epoch == pytest.approx(T0 - 0.3, abs=1e-6)
+    # Before the SRs, arrival time: B is 300 ms behind. After: identical sample for sample.
+    assert all(not np.array_equal(frames_a[k], frames_b[k]) for k in range(20, 60))
+    assert all(np.array_equal(frames_a[k], frames_b[k]) for k in range(80, 215))
+    assert np.count_nonzero(np.concatenate(frames_a[80:215])) > 0.95 * 135 * 160  # audio
+    for leg in (a, b):
+        stats = leg.stats
+        assert stats.sender_reports == 1 and stats.sender_packet_count == 10
+        assert stats.lost == 0 and stats.late == 0 and stats.resyncs == 0
+    # A got 300 ms of silence once, when B's SR came in, and no audio was dropped.
+    played = np.concatenate(frames_a[:216])
+    gap = next(k for k in range(20, 80) if not frames_a[k].any()) * 160
+    assert not played[gap : gap + 2400].any()
+    without_gap = np.concatenate((played[:gap], played[gap + 2400 : 32000 + 2400]))
+    assert np.array_equal(without_gap, ulaw_decode(SIGNAL[: 200 * 160]))
+
+
+@pytest.mark.parametrize("rate", [1.01, 0.99])
+def test_alignment_survives_clock_drift(rate: float) -> None:
+    """The sender's clock is 1 % slow (fast): both legs resynchronise on their own, and
+    every frame where both legs have audio stays identical."""
+    seconds = range(1, 12)
+    _, legs, (frames_a, frames_b) = _two_legs(
+        _truthful(0, *seconds), _truthful(1, *seconds), count=600, rate=rate
+    )
+    assert all(leg.stats.resyncs >= 1 for leg in legs)
+    assert legs[0].stats.ntp_lead_ms == 300.0 and legs[1].stats.ntp_lead_ms == 0.0
+    full = [
+        k
+        for k, (fa, fb) in enumerate(zip(frames_a, frames_b, strict=True))
+        if k >= 80 and np.count_nonzero(fa) > 150 and np.count_nonzero(fb) > 150
+    ]
+    assert len(full) > 400
+    assert all(np.array_equal(frames_a[k], frames_b[k]) for k in full)
+
+
+def test_sender_reports_agreeing_with_arrival_change_nothing() -> None:
+    srs_b = [(1.0, T0 + 1.3, TS0[1] + 8000)]  # B's samples are sent 300 ms after A's
+    timeline, (a, b), (frames_a, frames_b) = _two_legs(_truthful(0, 1), srs_b)
+    assert timeline.ntp_epoch == pytest.approx(T0, abs=1e-6)
+    assert a.stats.ntp_lead_ms == 0.0 and b.stats.ntp_lead_ms == 0.0
+    assert np.array_equal(frames_a[40], frames_b[55])  # still 300 ms apart, as sent
+
+
+@pytest.mark.parametrize(
+    ("srs_b", "skew_ms"),
+    [
+        ([(1.0, T0 + 4, TS0[1] + 8000)], 500),  # wallclocks 3 s apart: not one clock
+        (_truthful(1, 1), 0),  # alignment by SRs disabled
+        ([], 500),  # only one leg has SRs
+        ([(1.0, T0 + 1, TS0[1] + 8000 * 10)], 500),  # SR timestamp 9 s off B's arrival time
+        ([(1.0, 0.0, TS0[1] + 8000)], 500),  # no wallclock (NTP 0)
+    ],
+)
+def test_fallback_to_arrival_time(srs_b: list[Sr], skew_ms: int) -> None:
+    _, (a, b), (frames_a, frames_b) = _two_legs(_truthful(0, 1), srs_b, max_ntp_skew_ms=skew_ms)
+    assert a.stats.ntp_lead_ms == 0.0 and b.stats.ntp_lead_ms == 0.0
+    assert np.array_equal(frames_a[100], frames_b[115])
+    assert a.stats.resyncs == 0 and b.stats.resyncs == 0
+
+
+def test_sender_report_before_first_rtp_is_used_when_rtp_starts() -> None:
+    timeline = Timeline()
+    a = Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000)
+    b = Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000)
+    a.feed_rtcp(_sr(1, T0, 500), ("10.0.0.1", 4001), 99.9)
+    b.feed_rtcp(_sr(2, T0, 9000), ("10.0.0.2", 4001), 99.95)
+    assert timeline.ntp_epoch is None  # nothing to anchor to yet
+    a.feed(_pcmu(1, 500, 1, ssrc=1), ("10.0.0.1", 4000), 100.0)
+    b.feed(_pcmu(1, 9000, 1, ssrc=2), ("10.0.0.2", 4000), 100.1)  # 100 ms later
+    a.read_frame(0)
+    assert a.stats.ntp_lead_ms == 100.0 and timeline.ntp_epoch == pytest.approx(T0 - 0.1)
+
+
+def test_sender_report_of_another_ssrc_is_not_used() -> None:
+    timeline = Timeline()
+    leg = Leg(timeline, payload_types={0: "PCMU"}, out_rate=8000)
+    leg.feed(_pcmu(1, 0, 1, ssrc=7), SOURCE, 100.0)
+    leg.feed_rtcp(_sr(8, T0, 0), SOURCE, 100.01)
+    assert leg.stats.sender_reports == 1 and leg.stats.sender_packet_count == 0
+    assert timeline.ntp_epoch is None
+
+
+def test_rtcp_mux_and_rtcp_port_are_handled_alike() -> None:
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000, expected_host="10.0.0.1")
+    block = struct.pack("!IIIIII", 7, 0x40000005, 100, 80, 0, 0)
+    leg.feed(_pcmu(1, 0, 1, ssrc=7), SOURCE, 100.0)
+    leg.feed(_sr(7, T0, 0, blocks=block, count=1), SOURCE, 100.01)  # RFC 5761 mux
+    rr = struct.pack("!BBHI", 0x80, 201, 1, 7)
+    leg.feed_rtcp(rr, ("10.0.0.1", 4001), 100.02)  # RTCP port: any port of the host
+    leg.feed_rtcp(rr, ("10.0.0.9", 4001), 100.03)  # a stranger
+    leg.feed(b"\x80\xc8\x00\x09" + bytes(8), SOURCE, 100.04)  # SR that runs past the end
+    stats = leg.stats
+    assert stats.packets == 1 and stats.rtcp == 3 and stats.rtcp_bad == 1
+    assert stats.sender_reports == 1 and stats.receiver_reports == 1
+    assert stats.wrong_source == 1
+    assert stats.reported_fraction_lost == 0.25 and stats.reported_lost == 5
+    assert stats.reported_jitter_ms == 10.0
+
+
+def test_timeline_skew_range() -> None:
+    with pytest.raises(RtpError):
+        Timeline(max_ntp_skew_ms=-1)
+    with pytest.raises(RtpError):
+        Timeline(max_ntp_skew_ms=10_001)
