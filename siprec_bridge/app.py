@@ -1,6 +1,7 @@
 """The bridge process: asyncio adapters around the sans-I/O SRS core.
 
-:class:`Bridge` owns the SIP server, the RTP socket pool, the media ticker and one
+:class:`Bridge` owns the SIP server (UDP, TCP, TLS), the admission screen, the RTP socket
+pool, the media ticker, the operations endpoint and one
 :class:`~siprec_bridge.call.RecordingCall` per recording session. SIP events go through
 :class:`~siprec_bridge.srs.SessionRecordingServer`, which answers them and reports session
 events; this module turns those into media: legs bound to RTP sockets and consumer outputs.
@@ -11,21 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from rtp.leg import Leg, Timeline
-from rtp.ports import PortAllocator
-from ws_out.native import NativeEncoder, Participant, StopReason, select_sip_headers
+from rtp.srtp import SUPPORTED_SUITES, SrtpReceiver
+from ws_out.native import (
+    NativeEncoder,
+    Participant,
+    StopReason,
+    StreamStats,
+    select_sip_headers,
+)
 from ws_out.sender import WsSender
 
+from .admission import Admission, admission_from_settings
 from .call import LegInfo, Output, RecordingCall, Sink
-from .config import BridgeConfig
-from .media import MediaTicker, RtpProtocol, open_rtp_sockets
-from .sip.events import Event
+from .logs import call_context
+from .media import MediaTicker, RtpSocketPool
+from .metrics import Endpoints, HttpServer, Metrics
+from .settings import Settings, split_host_port
+from .sip.events import Event, MalformedMessage
 from .sip.transport import SipServer
 from .sip.ua import DialogId, UserAgent
 from .srs import (
@@ -33,12 +42,16 @@ from .srs import (
     RecordingSession,
     SessionEnded,
     SessionRecordingServer,
+    SessionRejected,
     SessionStarted,
     SessionUpdated,
     SrsEvent,
 )
 
 log = logging.getLogger(__name__)
+
+#: How long a call keeps receiving after it ended, beyond the jitter buffer's delay.
+LINGER_MARGIN_MS = 150
 
 
 class SenderLike(Sink, Protocol):
@@ -49,73 +62,6 @@ class SenderLike(Sink, Protocol):
 
 
 SinkFactory = Callable[[str, str], SenderLike]
-
-#: How long a call keeps receiving after it ended, beyond the jitter buffer's delay.
-LINGER_MARGIN_MS = 150
-
-
-class RtpSocketPool:
-    """RTP sockets from the port range (the SRS core's :class:`~siprec_bridge.srs.PortBinder`).
-
-    Sockets are bound synchronously when an offer is answered; the asyncio datagram endpoint
-    that feeds a leg is attached afterwards (packets that arrive meanwhile wait in the kernel).
-    """
-
-    def __init__(self, host: str, low: int, high: int, *, linger: float = 0.0) -> None:
-        self.host = host
-        self.linger = linger
-        self._allocator = PortAllocator(low, high)
-        self._sockets: dict[int, socket.socket] = {}
-        self._transports: dict[int, asyncio.BaseTransport] = {}
-        self._protocols: dict[int, RtpProtocol] = {}
-
-    def bind(self, count: int) -> list[int]:
-        socks = open_rtp_sockets(self._allocator, self.host, count)
-        ports = [int(s.getsockname()[1]) for s in socks]
-        self._sockets.update(zip(ports, socks, strict=True))
-        return ports
-
-    def release(self, ports: Sequence[int]) -> None:
-        """Close ``ports`` after :attr:`linger` seconds: RTP still in flight when the SRC hangs
-        up (or queued behind the BYE on another socket) still reaches its leg."""
-        if self.linger > 0 and any(p in self._transports for p in ports):
-            asyncio.get_running_loop().call_later(self.linger, self._close, list(ports))
-        else:
-            self._close(ports)
-
-    def _close(self, ports: Sequence[int]) -> None:
-        for port in ports:
-            transport = self._transports.pop(port, None)
-            self._protocols.pop(port, None)
-            sock = self._sockets.pop(port, None)
-            if transport is not None:
-                transport.close()  # closes the socket too
-            elif sock is not None:
-                sock.close()
-        self._allocator.release(list(ports))
-
-    async def attach(self, port: int, leg: Leg, clock: Callable[[], float]) -> None:
-        """Start feeding datagrams of ``port`` into ``leg`` (or re-point an attached port)."""
-        protocol = self._protocols.get(port)
-        if protocol is not None:
-            protocol.leg = leg
-            return
-        sock = self._sockets.get(port)
-        if sock is None:  # released while we were scheduled
-            return
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: RtpProtocol(leg, clock), sock=sock
-        )
-        if port not in self._sockets:  # released during the await
-            transport.close()
-            return
-        self._transports[port] = transport
-        self._protocols[port] = protocol
-
-    @property
-    def in_use(self) -> int:
-        return len(self._sockets)
 
 
 @dataclass
@@ -130,55 +76,80 @@ class ActiveCall:
 class Bridge:
     """SIPREC Session Recording Server (RFC 7866) streaming audio to WebSocket consumers."""
 
-    def __init__(self, config: BridgeConfig, *, sink_factory: SinkFactory | None = None) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, *, sink_factory: SinkFactory | None = None) -> None:
+        self.settings = settings
         self._sink_factory = sink_factory or self._ws_sender
-        self.linger = (config.target_delay_ms + LINGER_MARGIN_MS) / 1000
+        low, high = settings.rtp_range
+        self.linger = (settings.rtp.target_delay_ms + LINGER_MARGIN_MS) / 1000
         self.pool = RtpSocketPool(
-            config.media_host, config.rtp_low, config.rtp_high, linger=self.linger
+            settings.rtp_bind_host,
+            low,
+            high,
+            rtcp=settings.rtp.rtcp,
+            linger=self.linger,
+            cooldown=settings.rtp.port_cooldown_s,
         )
+        self.admission: Admission = admission_from_settings(settings, lambda: len(self.calls))
+        self.metrics = Metrics(
+            active_calls=lambda: len(self.calls),
+            draining=lambda: self.admission.draining,
+            refusals=lambda: self.admission.counts,
+        )
+        self._http: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sip: SipServer | None = None
         self._srs: SessionRecordingServer | None = None
         self._ticker: MediaTicker | None = None
         self.calls: dict[DialogId, ActiveCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.calls_total = 0
-        self.calls_rejected = 0
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        s = self.settings
         self._loop = asyncio.get_running_loop()
         clock = self._loop.time
-        self._ticker = MediaTicker(self.config.frame_ms / 1000, clock)
+        self._ticker = MediaTicker(s.media.frame_ms / 1000, clock)
         self._ticker.start()
         ua = UserAgent(
-            local_host=self.config.media_host,
-            local_port=self.config.sip_port,
-            user_agent=self.config.user_agent,
+            local_host=s.advertise_host,
+            local_port=s.sip_port,
+            user_agent=s.sip.user_agent,
+            screen=self.admission.screen,
+            max_message_size=s.sip.max_message_size,
         )
         self._srs = SessionRecordingServer(
-            ua, self.pool, media_host=self.config.media_host, max_calls=self.config.max_calls
+            ua,
+            self.pool,
+            media_host=s.media_host,
+            srtp=s.rtp.srtp,
+            srtp_suites=SUPPORTED_SUITES,
         )
         self._sip = SipServer(ua, self.on_sip_events, clock=clock)
-        await self._sip.start(
-            self.config.sip_host,
-            self.config.sip_port,
-            udp=self.config.sip_udp,
-            tcp=self.config.sip_tcp,
-        )
+        await self._sip.start(s.sip_host, s.sip_port, udp=s.sip.udp, tcp=s.sip.tcp)
         ua.local_port = self._sip.port  # port 0 binds an ephemeral port
-        transports = [t for t, on in (("udp", self.config.sip_udp), ("tcp", self.config.sip_tcp))]
+        context = s.tls_context()
+        if context is not None:
+            host, port = split_host_port(s.sip.tls.listen)
+            await self._sip.start_tls(
+                host, port, context, handshake_timeout=s.sip.tls.handshake_timeout_s
+            )
+        if s.metrics.enabled:
+            self._http = HttpServer(
+                Endpoints(self.metrics, ready=self.ready, calls=self.call_reports)
+            )
+            await self._http.start(*split_host_port(s.metrics.listen))
+        target = s.default_target()
         log.info(
-            "listening for SIP on %s:%d (%s), RTP %d-%d, streaming to %s (%s)",
-            self.config.sip_host,
+            "SIP on %s:%d%s%s, RTP %s, streaming to %s (%s)%s",
+            s.sip_host,
             self.sip_port,
-            "/".join(t for t in transports if getattr(self.config, f"sip_{t}")),
-            self.config.rtp_low,
-            self.config.rtp_high,
-            self.config.ws_url,
-            self.config.mode,
+            "".join(f" {t}" for t, on in (("udp", s.sip.udp), ("tcp", s.sip.tcp)) if on),
+            f" tls:{self._sip.tls_port}" if context is not None else "",
+            s.rtp.ports,
+            target.url,
+            target.mode,
+            f", metrics on {s.metrics.listen}" if self._http else "",
         )
 
     @property
@@ -187,23 +158,48 @@ class Bridge:
         return self._sip.port
 
     @property
+    def sip_tls_port(self) -> int | None:
+        assert self._sip is not None, "start() first"
+        return self._sip.tls_port
+
+    @property
+    def http_port(self) -> int | None:
+        return self._http.port if self._http is not None else None
+
+    @property
     def sessions(self) -> dict[DialogId, RecordingSession]:
         assert self._srs is not None, "start() first"
         return self._srs.sessions
 
+    def ready(self) -> bool:
+        return self._srs is not None and not self.admission.draining
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new INVITEs and OPTIONS with 503 (so an SBC fails over), let running calls
+        finish for up to ``timeout`` seconds, then end the rest with BYE and stop."""
+        self.admission.draining = True
+        log.info("draining: %d call(s) in progress, waiting up to %.0f s", len(self.calls), timeout)
+        assert self._loop is not None
+        deadline = self._loop.time() + timeout
+        while self.calls and self._loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        await self.stop()
+
     async def stop(self) -> None:
         """End every session (``stop`` reason ``shutdown``), flush outputs, close sockets."""
         assert self._srs is not None and self._sip is not None and self._ticker is not None
-        self._srs.draining = True
+        self.admission.draining = True
         self._stopping = True
-        self.pool.linger = 0.0
+        self.pool.linger = self.pool.cooldown = 0.0
         self._apply(self._srs.end_all(self._now()))
         self._sip.flush()
         await asyncio.sleep(0.05)  # let BYEs deferred until an ACK leave before closing
-        if self._tasks:
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._ticker.stop()
         await self._sip.close()
+        if self._http is not None:
+            await self._http.close()
 
     def _now(self) -> float:
         assert self._loop is not None
@@ -218,33 +214,41 @@ class Bridge:
     # -- SIP → SRS → media -----------------------------------------------------------------
     def on_sip_events(self, events: list[Event]) -> None:
         assert self._srs is not None
-        try:
-            srs_events = self._srs.handle(events, self._now())
-        except Exception:  # a bug for one call must not take the service down
-            log.exception("failed handling SIP events %s", [type(e).__name__ for e in events])
-            return
-        self._apply(srs_events)
+        for event in events:
+            if isinstance(event, MalformedMessage):
+                self.metrics.sip_malformed()
+            request = getattr(event, "request", None)
+            call_id = request.call_id if request is not None else None
+            with call_context(call_id):
+                try:
+                    srs_events = self._srs.handle([event], self._now())
+                except Exception:  # a bug for one call must not take the service down
+                    log.exception("failed handling %s", type(event).__name__)
+                    continue
+                self._apply(srs_events)
 
     def _apply(self, events: Sequence[SrsEvent]) -> None:
         for event in events:
             try:
-                if isinstance(event, SessionStarted):
-                    self._started(event.session)
-                elif isinstance(event, SessionUpdated):
-                    self._updated(event)
-                elif isinstance(event, SessionEnded):
-                    self._ended(event.session, event.reason)
-                else:
-                    self.calls_rejected += 1
+                if isinstance(event, SessionRejected):
+                    self.metrics.call_rejected(event.status)
+                    continue
+                with call_context(event.session.call_id, event.session.session_id):
+                    if isinstance(event, SessionStarted):
+                        self._started(event.session)
+                    elif isinstance(event, SessionUpdated):
+                        self._updated(event)
+                    elif isinstance(event, SessionEnded):
+                        self._ended(event.session, event.reason)
             except Exception:
                 log.exception("failed applying %s", type(event).__name__)
 
     def _started(self, session: RecordingSession) -> None:
-        self.calls_total += 1
         senders: list[SenderLike] = []
         call = self._build_call(session, senders)
         active = ActiveCall(session, call, senders)
         self.calls[session.dialog_id] = active
+        self.metrics.track(legs=[info.leg for info in call.legs], senders=senders)  # type: ignore[arg-type]
         self._spawn(self._attach(active, call.legs))
 
     def _updated(self, update: SessionUpdated) -> None:
@@ -252,21 +256,23 @@ class Bridge:
         if active is None:
             return
         call = active.call
-        for leg in update.changed:  # new codec or source: a fresh Leg on the same timeline
+        for leg in update.changed:  # new codec, source or keys: a fresh Leg on the timeline
             info = call.leg_for(leg.key)
             if info is not None:
+                self.metrics.retire(legs=[info.leg])
                 info.leg = self._new_leg(call.timeline, leg, call.sample_rate)
                 info.codec = leg.codec
+                self.metrics.track(legs=[info.leg])
                 self._spawn(self._attach(active, [info]))
         for leg in update.removed:
             call.remove_leg(leg.key)
         added = [self._leg_info(call, leg, channel=-1) for leg in update.added]
-        for info in call.add_legs(added):
-            self._spawn(self._attach(active, [info]))
+        placed = call.add_legs(added)
+        self.metrics.track(legs=[info.leg for info in placed], senders=active.senders)  # type: ignore[arg-type]
+        if placed:
+            self._spawn(self._attach(active, placed))
         log.info(
-            "call %s session %s: updated (+%d -%d ~%d, paused %s, resumed %s%s)",
-            update.session.call_id,
-            update.session.session_id,
+            "updated (+%d -%d ~%d, paused %s, resumed %s%s)",
             len(update.added),
             len(update.removed),
             len(update.changed),
@@ -292,28 +298,49 @@ class Bridge:
         session = active.session
         self._ticker.remove(active.call)
         active.call.finish(_stop_reason(reason))
-        log.info(
-            "call %s session %s: ended (%s) after %d frames",
-            session.call_id,
-            session.session_id,
-            reason,
-            active.call.frames_sent,
-        )
+        self.metrics.retire(legs=[info.leg for info in active.call.legs])
+        self.metrics.call_ended(reason)
+        with call_context(session.call_id, session.session_id):
+            log.info("ended (%s) after %d frames", reason, active.call.frames_sent)
         self._spawn(self._close_senders(active))
+
+    def call_reports(self) -> list[dict[str, Any]]:
+        """``/calls``: active calls with per-leg statistics."""
+        return [
+            {
+                "call_id": a.session.call_id,
+                "session_id": a.session.session_id,
+                "started_at": a.session.created_at,
+                "frames_sent": a.call.frames_sent,
+                "legs": [
+                    {"label": info.label, "codec": info.codec, "port": info.port}
+                    | _stats_dict(a.call.leg_stats(info))
+                    for info in a.call.legs
+                ],
+            }
+            for a in self.calls.values()
+        ]
 
     # -- media construction ----------------------------------------------------------------
     def _new_leg(self, timeline: Timeline, leg: RecordedLeg, out_rate: int) -> Leg:
         stream = leg.stream
         assert stream.codec is not None
         host = stream.remote_address
+        crypto = stream.remote_crypto
+        srtp = None
+        if crypto is not None:
+            key = crypto.key
+            srtp = SrtpReceiver(crypto.suite, key.key_b64, mki=key.mki, mki_length=key.mki_length)
+        latch_sdp = self.settings.rtp.latching == "sdp"
         return Leg(
             timeline,
             payload_types={stream.codec.payload_type: stream.codec.encoding},
             out_rate=out_rate,
             dtmf_payload_type=stream.dtmf_payload_type,
             cn_payload_types=stream.cn_payload_types,
-            target_delay_ms=self.config.target_delay_ms,
-            expected_host=None if host in (None, "0.0.0.0", "::") else host,
+            target_delay_ms=self.settings.rtp.target_delay_ms,
+            expected_host=host if latch_sdp and host not in (None, "0.0.0.0", "::") else None,
+            srtp=srtp,
         )
 
     def _leg_info(self, call: RecordingCall, leg: RecordedLeg, channel: int) -> LegInfo:
@@ -331,7 +358,7 @@ class Bridge:
     def _output(
         self, name: str, session_id: str, legs: list[LegInfo], senders: list[SenderLike]
     ) -> Output:
-        sink = self._sink_factory(self.config.ws_url, name)
+        sink = self._sink_factory(self.settings.default_target().url, name)
         sink.start()
         senders.append(sink)
         return Output(sink=sink, encoder=NativeEncoder(session_id), legs=legs)
@@ -339,7 +366,7 @@ class Bridge:
     def _build_call(self, session: RecordingSession, senders: list[SenderLike]) -> RecordingCall:
         recorded = list(session.legs.values())
         out_rate = 16000 if any(leg.codec == "G722" for leg in recorded) else 8000
-        timeline = Timeline(frame_ms=self.config.frame_ms)
+        timeline = Timeline(frame_ms=self.settings.media.frame_ms)
         legs: list[LegInfo] = []
         for channel, leg in enumerate(recorded):
             legs.append(
@@ -355,17 +382,18 @@ class Bridge:
                 )
             )
         request = session.request
+        mode = self.settings.default_target().mode
         start_fields: dict[str, Any] = {
             "call_id": session.call_id,
             "participants": [
                 Participant(p.participant_id, p.aor, p.name) for p in session.participants
             ],
-            "mode": self.config.mode,
+            "mode": mode,
             "metadata_problems": session.problems,
             "sip": select_sip_headers(request.headers.items(), request_uri=request.uri),
             "started_at": time.time(),
         }
-        per_leg = self.config.mode == "per-leg"
+        per_leg = mode == "per-leg"
 
         def leg_output(info: LegInfo) -> Output:
             name = f"{session.call_id}/{info.label}"
@@ -376,9 +404,7 @@ class Bridge:
         else:
             outputs = [self._output(session.call_id, session.session_id, legs, senders)]
         log.info(
-            "call %s session %s: %d leg(s) %s, metadata problems: %s",
-            session.call_id,
-            session.session_id,
+            "%d leg(s) %s, metadata problems: %s",
             len(legs),
             ", ".join(f"{i.label}:{i.codec}@{i.port}" for i in legs),
             session.problems or "none",
@@ -395,10 +421,11 @@ class Bridge:
         )
 
     def _ws_sender(self, url: str, name: str) -> SenderLike:
+        target = self.settings.default_target()
         return WsSender(
             url,
-            headers=self.config.ws_headers or None,
-            max_queue=self.config.ws_queue_frames,
+            headers=target.headers or None,
+            max_queue=self.settings.output.queue_frames,
             name=name,
         )
 
@@ -410,9 +437,14 @@ class Bridge:
         if active.session.dialog_id in self.calls:
             self._ticker.add(active.call)
 
-    @staticmethod
-    async def _close_senders(active: ActiveCall) -> None:
+    async def _close_senders(self, active: ActiveCall) -> None:
         await asyncio.gather(*(s.close() for s in active.senders), return_exceptions=True)
+        self.metrics.retire(senders=active.senders)  # type: ignore[arg-type]
+
+
+def _stats_dict(stats: StreamStats) -> dict[str, Any]:
+    fields = {k: v for k, v in asdict(stats).items() if k not in ("label", "extra")}
+    return fields | dict(stats.extra)
 
 
 def _stop_reason(reason: str) -> StopReason:

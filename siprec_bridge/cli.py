@@ -1,11 +1,10 @@
-"""``siprec-bridge`` command line: serve, consumer, replay, demo."""
+"""``siprec-bridge`` command line: serve, check-config, consumer, replay, conformance, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -14,7 +13,10 @@ from typing import Any
 
 from . import conformance as conformance_mod
 from . import replay as replay_mod
-from .config import MODES, ConfigError, build_config, parse_host_port, parse_port_range
+from .logs import setup_logging
+from .settings import Settings, SettingsError, check_config, load_settings, split_host_port
+
+MODES = ("stereo", "per-leg", "mixed", "mux")
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
@@ -26,50 +28,57 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
     return int(uvloop.run(main))
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """Defaults ← ``--config`` file ← ``SIPREC_BRIDGE_*`` environment ← flags."""
+    return load_settings(
+        args.config,
+        overrides={
+            "sip.listen": args.sip_listen,
+            "sip.advertise": args.advertise,
+            "sip.tls.listen": args.sip_tls_listen,
+            "sip.tls.enabled": True if args.sip_tls_listen else None,
+            "sip.tls.cert": args.sip_tls_cert,
+            "sip.tls.key": args.sip_tls_key,
+            "rtp.ports": args.rtp_ports,
+            "rtp.target_delay_ms": args.target_delay_ms,
+            "media.frame_ms": args.frame_ms,
+            "output.url": args.ws_url,
+            "output.mode": args.mode,
+            "metrics.listen": args.metrics_listen,
+            "log.level": args.log_level,
+            "log.format": args.log_format,
+        },
     )
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(settings: Settings) -> int:
     from .app import Bridge
 
-    overrides: dict[str, Any] = {
-        "mode": args.mode,
-        "ws_url": args.ws_url,
-        "advertise_host": args.advertise,
-        "target_delay_ms": args.target_delay_ms,
-        "frame_ms": args.frame_ms,
-    }
-    if args.sip_listen:
-        overrides["sip_host"], overrides["sip_port"] = parse_host_port(
-            args.sip_listen, key="--sip-listen"
-        )
-    if args.rtp_ports:
-        overrides["rtp_low"], overrides["rtp_high"] = parse_port_range(
-            args.rtp_ports, key="--rtp-ports"
-        )
-    config = build_config(args.config, **overrides)
-    bridge = Bridge(config)
+    bridge = Bridge(settings)
     await bridge.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signalled: asyncio.Queue[signal.Signals] = asyncio.Queue()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    print(f"siprec-bridge listening on {config.sip_host}:{bridge.sip_port}", flush=True)
-    await stop.wait()
-    await bridge.stop()
+            loop.add_signal_handler(sig, signalled.put_nowait, sig)
+    print(f"siprec-bridge listening on {settings.sip_host}:{bridge.sip_port}", flush=True)
+    sig = await signalled.get()
+    # SIGTERM drains (503 to new INVITEs, running calls finish); SIGINT the same, faster.
+    drain = settings.drain.time_s if sig == signal.SIGTERM else settings.drain.sigint_time_s
+    draining = asyncio.create_task(bridge.drain(drain))
+    second = asyncio.create_task(signalled.get())
+    await asyncio.wait({draining, second}, return_when=asyncio.FIRST_COMPLETED)
+    second.cancel()
+    if not draining.done():  # a second signal: stop now
+        draining.cancel()
+        await bridge.stop()
     return 0
 
 
 async def _consumer(args: argparse.Namespace) -> int:
     from .consumer import run_consumer
 
-    host, port = parse_host_port(args.listen, key="--listen")
+    host, port = split_host_port(args.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,6 +96,15 @@ async def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    problems = check_config(Path(args.file))
+    for problem in problems:
+        print(f"{args.file}: {problem}")
+    if not problems:
+        print(f"{args.file}: OK")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siprec-bridge",
@@ -95,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", help="debug, info, warning, error (default: info; warning for demo)"
     )
+    parser.add_argument("--log-format", choices=("text", "json"), help="log line format")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the SIPREC recording server")
@@ -103,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="SIP address for UDP and TCP (default 127.0.0.1:5060)",
     )
+    serve.add_argument("--sip-tls-listen", metavar="HOST:PORT", help="SIP over TLS address")
+    serve.add_argument("--sip-tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
+    serve.add_argument("--sip-tls-key", metavar="FILE", help="TLS private key (PEM)")
     serve.add_argument(
         "--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 40000-40999)"
     )
@@ -110,12 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--mode",
         choices=MODES,
-        help="stereo: one interleaved stream per call; per-leg: one connection per recorded stream",
+        help="stereo: one interleaved stream per call; per-leg: one connection per stream",
     )
     serve.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     serve.add_argument("--advertise", metavar="HOST", help="address put in SDP answers")
     serve.add_argument("--target-delay-ms", type=int, metavar="MS", help="jitter buffer delay")
-    serve.add_argument("--frame-ms", type=int, metavar="MS", help="output frame length")
+    serve.add_argument("--frame-ms", type=int, metavar="MS", help="internal frame length")
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="/metrics, /healthz, /readyz, /calls"
+    )
+
+    check_cfg = sub.add_parser("check-config", help="validate a TOML configuration file")
+    check_cfg.add_argument("file", metavar="FILE")
 
     consumer = sub.add_parser("consumer", help="run the demo WebSocket consumer")
     consumer.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT")
@@ -134,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="consumer + bridge + replay of the bundled pcaps")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
-    demo.add_argument("--mode", choices=MODES, default="stereo")
+    demo.add_argument("--mode", choices=("stereo", "per-leg"), default="stereo")
     demo.add_argument(
         "--pcap",
         action="append",
@@ -148,10 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = {"demo": "warning", "conformance": "error"}
-    _setup_logging(args.log_level or quiet.get(args.command, "info"))
     try:
         if args.command == "serve":
-            return _run(_serve(args))
+            settings = serve_settings(args)
+            setup_logging(settings.log.format, settings.log.level)
+            return _run(_serve(settings))
+        setup_logging(args.log_format or "text", args.log_level or quiet.get(args.command, "info"))
+        if args.command == "check-config":
+            return _check_config(args)
         if args.command == "consumer":
             return _run(_consumer(args))
         if args.command == "replay":
@@ -159,8 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "conformance":
             return conformance_mod.main_from_args(args)
         return _run(_demo(args))
-    except ConfigError as exc:
-        print(f"siprec-bridge: configuration error: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"siprec-bridge: configuration error: {problem}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a malformed HOST:PORT
+        print(f"siprec-bridge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 from .app import Bridge
-from .config import Mode, build_config
 from .consumer import ConsumerServer
 from .replay import replay
+from .settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def bundled_pcaps() -> list[Path]:
     return sorted(PCAP_DIR.glob("*.pcap"))
 
 
-async def run_demo(out_dir: Path, *, pcaps: list[Path] | None = None, mode: Mode = "stereo") -> int:
+async def run_demo(out_dir: Path, *, pcaps: list[Path] | None = None, mode: str = "stereo") -> int:
     pcaps = pcaps or bundled_pcaps()
     if not pcaps:
         print(f"no pcaps found in {PCAP_DIR}")
@@ -33,15 +33,17 @@ async def run_demo(out_dir: Path, *, pcaps: list[Path] | None = None, mode: Mode
     out_dir.mkdir(parents=True, exist_ok=True)
     consumer = ConsumerServer("127.0.0.1", 0, out_dir)
     ws_port = await consumer.start()
-    config = build_config(
-        sip_host="127.0.0.1",
-        sip_port=0,
-        ws_url=f"ws://127.0.0.1:{ws_port}/",
-        mode=mode,
-        rtp_low=42000,
-        rtp_high=42999,
+    settings = load_settings(
+        env={},
+        overrides={
+            "sip.listen": "127.0.0.1:0",
+            "rtp.ports": "42000-42999",
+            "output.url": f"ws://127.0.0.1:{ws_port}/",
+            "output.mode": mode,
+            "metrics.enabled": False,
+        },
     )
-    bridge = Bridge(config)
+    bridge = Bridge(settings)
     await bridge.start()
     print(
         f"demo: consumer ws://127.0.0.1:{ws_port}/, bridge sip:127.0.0.1:{bridge.sip_port} "

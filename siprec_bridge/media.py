@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 from rtp.leg import Leg
 from rtp.ports import PortAllocator, PortsExhausted
@@ -41,44 +41,146 @@ class RtpProtocol(asyncio.DatagramProtocol):
         log.debug("rtp socket error: %s", exc)
 
 
-def open_rtp_sockets(
-    allocator: PortAllocator, host: str, count: int, *, attempts: int = 50
-) -> list[socket.socket]:
-    """Bind ``count`` UDP sockets on even ports from ``allocator``.
+class RtcpProtocol(RtpProtocol):
+    """Feeds the RTCP port (RTP port + 1, RFC 3550 §11) into the same :class:`Leg`."""
 
-    A port that some other process holds is skipped (and released back to the allocator).
-    Raises :class:`PortsExhausted` when no port can be bound.
-    """
+    __slots__ = ()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.leg.feed_rtcp(data, addr, self._clock())
+
+
+def _bind_udp(host: str, port: int) -> socket.socket | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    socks: list[socket.socket] = []
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        for _ in range(count):
-            for _attempt in range(attempts):
-                (port,) = allocator.allocate(1)
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-                    sock.bind((host, port))
-                except OSError:
-                    sock.close()
-                    allocator.release([port])
-                    continue
-                sock.setblocking(False)
-                socks.append(sock)
-                break
-            else:
-                raise PortsExhausted(f"no bindable RTP port after {attempts} attempts")
-    except BaseException:
-        release_sockets(allocator, socks)
-        raise
-    return socks
-
-
-def release_sockets(allocator: PortAllocator, socks: Iterable[socket.socket]) -> None:
-    for sock in socks:
-        port = sock.getsockname()[1]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+        sock.bind((host, port))
+    except OSError:
         sock.close()
-        allocator.release([port])
+        return None
+    sock.setblocking(False)
+    return sock
+
+
+class RtpSocketPool:
+    """RTP (and RTCP, port + 1) sockets from the port range: the SRS core's ``PortBinder``.
+
+    - Sockets are bound synchronously when an offer is answered; the datagram endpoints that
+      feed a leg are attached afterwards (packets that arrive meanwhile wait in the kernel).
+    - ``release`` keeps the sockets open for :attr:`linger` seconds (RTP in flight when the SRC
+      hangs up, or queued behind its BYE on another socket, still reaches its leg), then closes
+      them; the port returns to the range after :attr:`cooldown` more seconds, so stale
+      packets of an old call never reach a new one.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        low: int,
+        high: int,
+        *,
+        rtcp: bool = True,
+        linger: float = 0.0,
+        cooldown: float = 0.0,
+        attempts: int = 50,
+    ) -> None:
+        self.host = host
+        self.rtcp = rtcp
+        self.linger = linger
+        self.cooldown = cooldown
+        self._attempts = attempts
+        self._allocator = PortAllocator(low, high)
+        self._sockets: dict[int, list[socket.socket]] = {}
+        self._transports: dict[int, list[asyncio.BaseTransport]] = {}
+        self._protocols: dict[int, list[RtpProtocol]] = {}
+
+    @property
+    def in_use(self) -> int:
+        return len(self._sockets)
+
+    def bind(self, count: int) -> list[int]:
+        """Bind ``count`` even RTP ports (RFC 3550 §11); raises :class:`PortsExhausted`."""
+        ports: list[int] = []
+        try:
+            for _ in range(count):
+                ports.append(self._bind_one())
+        except PortsExhausted:
+            self._close(ports)
+            raise
+        return ports
+
+    def _bind_one(self) -> int:
+        for _ in range(self._attempts):
+            (port,) = self._allocator.allocate(1)
+            rtp = _bind_udp(self.host, port)
+            if rtp is None:  # held by another process: skip it
+                self._allocator.release([port])
+                continue
+            socks = [rtp]
+            if self.rtcp:
+                rtcp = _bind_udp(self.host, port + 1)
+                if rtcp is None:
+                    log.info("RTCP port %d is busy; %d receives RTP only", port + 1, port)
+                else:
+                    socks.append(rtcp)
+            self._sockets[port] = socks
+            return port
+        raise PortsExhausted(f"no bindable RTP port after {self._attempts} attempts")
+
+    def release(self, ports: Sequence[int]) -> None:
+        ports = list(ports)
+        if self.linger > 0 and any(p in self._transports for p in ports):
+            asyncio.get_running_loop().call_later(self.linger, self._close, ports)
+        else:
+            self._close(ports)
+
+    def _close(self, ports: Sequence[int]) -> None:
+        for port in ports:
+            transports = self._transports.pop(port, [])
+            self._protocols.pop(port, None)
+            socks = self._sockets.pop(port, [])
+            for transport in transports:
+                transport.close()  # closes its socket too
+            for sock in socks[len(transports) :]:
+                sock.close()
+        if self.cooldown > 0 and ports:
+            asyncio.get_running_loop().call_later(
+                self.cooldown, self._allocator.release, list(ports)
+            )
+        else:
+            self._allocator.release(list(ports))
+
+    async def attach(self, port: int, leg: Leg, clock: Clock) -> None:
+        """Feed the datagrams of ``port`` (and its RTCP port) into ``leg``; re-point them when
+        already attached (a re-offer gave the stream a new :class:`Leg`)."""
+        attached = self._protocols.get(port)
+        if attached is not None:
+            for receiver in attached:
+                receiver.leg = leg
+            return
+        socks = self._sockets.get(port)
+        if socks is None:  # released meanwhile
+            return
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.BaseTransport] = []
+        protocols: list[RtpProtocol] = []
+        kinds: tuple[type[RtpProtocol], ...] = (RtpProtocol, RtcpProtocol)
+        for sock, kind in zip(socks, kinds, strict=False):
+            protocol = kind(leg, clock)
+            transport, _ = await loop.create_datagram_endpoint(_factory(protocol), sock=sock)
+            transports.append(transport)
+            protocols.append(protocol)
+        if port not in self._sockets:  # released during the awaits
+            for opened in transports:
+                opened.close()
+            return
+        self._transports[port] = transports
+        self._protocols[port] = protocols
+
+
+def _factory(protocol: RtpProtocol) -> Callable[[], RtpProtocol]:
+    return lambda: protocol
 
 
 class MediaTicker:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import sdp
-from sdp.answer import NegotiatedStream, acceptable, build_answer
+from sdp.answer import NegotiatedStream, SrtpPolicy, acceptable, build_answer
 from sdp.offer import build_offer
 
 from .sip.errors import LocalProtocolError
@@ -215,15 +215,16 @@ class SessionRecordingServer:
         binder: PortBinder,
         *,
         media_host: str,
-        max_calls: int = 2000,
+        srtp: SrtpPolicy = "off",
+        srtp_suites: Sequence[str] = (),
         session_ids: Callable[[], str] = lambda: str(uuid.uuid4()),
         rng: random.Random | None = None,
     ) -> None:
         self.ua = ua
         self.binder = binder
         self.media_host = media_host
-        self.max_calls = max_calls
-        self.draining = False
+        self.srtp: SrtpPolicy = srtp
+        self.srtp_suites = tuple(srtp_suites)
         self.sessions: dict[DialogId, RecordingSession] = {}
         self._session_ids = session_ids
         self._rng = rng or random.Random()
@@ -269,10 +270,6 @@ class SessionRecordingServer:
         return [] if session.awaiting_answer else [SessionStarted(session)]
 
     def _setup(self, event: InviteReceived, now: float) -> tuple[RecordingSession, bytes]:
-        if self.draining:
-            raise Reject(503, "service is draining", retry_after=30)
-        if len(self.sessions) >= self.max_calls:
-            raise Reject(503, "too many calls", retry_after=5)
         request = event.request
         body, offer = offer_of(request)
         metadata, problems = metadata_of(body)
@@ -293,9 +290,10 @@ class SessionRecordingServer:
         session.correlation = correlation_of(request, metadata)
         if offer is None:  # delayed offer (QUIRKS #19): we offer, the SRC answers in the ACK
             return session, self._delayed_offer(session)
-        usable = acceptable(offer)
+        usable = self._acceptable(offer)
         if not any(usable):
-            raise Reject(488, "no acceptable audio stream (PCMU, PCMA or G722 over RTP/AVP)")
+            required = " (SRTP required: RTP/SAVP with a=crypto)" if self.srtp == "require" else ""
+            raise Reject(488, f"no acceptable audio stream (PCMU, PCMA or G722){required}")
         ports = self._bind(sum(usable))
         ports_iter = iter(ports)
         answer = self._negotiate(
@@ -333,6 +331,9 @@ class SessionRecordingServer:
             raise Reject(503, "RTP port range exhausted", retry_after=5) from None
 
     # -- offer/answer ----------------------------------------------------------------------
+    def _acceptable(self, offer: sdp.SessionDescription) -> list[bool]:
+        return acceptable(offer, srtp=self.srtp, srtp_suites=self.srtp_suites)
+
     def _negotiate(
         self,
         session: RecordingSession,
@@ -348,6 +349,8 @@ class SessionRecordingServer:
             session_id=session.sdp_session_id,
             session_version=session.sdp_version,
             fallback_address=source.addr[0],
+            srtp=self.srtp,
+            srtp_suites=self.srtp_suites,
         )
         session.offer = offer
         session.answer = sdp.serialize(answer)
@@ -419,7 +422,7 @@ class SessionRecordingServer:
 
     def _ports_for(self, session: RecordingSession, offer: sdp.SessionDescription) -> list[int]:
         """Keep each label's port; bind ports for new streams; 0 for unusable m-lines."""
-        usable = acceptable(offer)
+        usable = self._acceptable(offer)
         keys = [leg_key_of(m.label, i) for i, m in enumerate(offer.media)]
         fresh = [i for i, ok in enumerate(usable) if ok and keys[i] not in session.legs]
         new_ports = iter(self._bind(len(fresh)) if fresh else [])
@@ -495,7 +498,7 @@ class SessionRecordingServer:
         except Reject as reject:
             answer = None
             session.problems.append(f"ACK answer: {reject.warning}")
-        if answer is None or not any(acceptable(answer)):
+        if answer is None or not any(self._acceptable(answer)):
             session.problems.append("no usable SDP answer in the ACK; ending the session")
             return self.end_session(event.dialog_id, now, "error")
         ours = [m.port for m in session.offer.media] if session.offer else []

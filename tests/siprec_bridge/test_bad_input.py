@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from testkit.audio import dominant_hz, read_wav, rms
+from testkit.bridge import bridge_settings
 
 from rtp.codecs import encoder_for
 from rtp.packet import build_packet
 from sdp import parse as parse_sdp
 from siprec_bridge.app import Bridge
-from siprec_bridge.config import build_config
 from siprec_bridge.consumer import ConsumerServer
 from siprec_bridge.replay import replay
 from siprec_bridge.sip.message import SipResponse, parse_message
@@ -88,13 +88,7 @@ def in_dialog(method: str, cseq: int, port: int, local_port: int, to: str) -> by
 
 
 async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServer) -> None:
-    config = build_config(
-        sip_host="127.0.0.1",
-        sip_port=0,
-        ws_url=f"ws://127.0.0.1:{consumer.port}/",
-        rtp_low=45000,
-        rtp_high=45199,
-    )
+    config = bridge_settings(consumer.port, rtp_low=45000)
     bridge = Bridge(config)
     await bridge.start()
     loop = asyncio.get_running_loop()

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from testkit.audio import dominant_hz, read_wav, rms
+from testkit.bridge import bridge_settings
 
 from siprec_bridge.app import Bridge
-from siprec_bridge.config import build_config
 from siprec_bridge.consumer import CallSummary, ConsumerServer
 from siprec_bridge.replay import replay
 
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 async def start_bridge(consumer: ConsumerServer, mode: str, rtp_low: int) -> Bridge:
-    config = build_config(
-        sip_host="127.0.0.1",
-        sip_port=0,
-        ws_url=f"ws://127.0.0.1:{consumer.port}/",
-        mode=mode,
-        rtp_low=rtp_low,
-        rtp_high=rtp_low + 199,
-    )
+    config = bridge_settings(consumer.port, rtp_low=rtp_low, mode=mode)
     bridge = Bridge(config)
     await bridge.start()
     return bridge

@@ -66,6 +66,8 @@ async def test_sipp_src_records_both_legs(
         "44000-44099",
         "--ws-url",
         f"ws://127.0.0.1:{consumer.port}/",
+        "--metrics-listen",
+        "127.0.0.1:0",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -11,6 +11,7 @@ import pytest
 
 import sdp
 from rtp.errors import PortsExhausted
+from siprec_bridge.admission import Admission
 from siprec_bridge.sip.message import SipRequest, SipResponse, parse_message
 from siprec_bridge.sip.transaction import Source
 from siprec_bridge.sip.ua import UserAgent
@@ -173,8 +174,9 @@ class Dialog:
 class Rig:
     """UA + SRS + fake ports + fake clock; helpers to play one SRC."""
 
-    def __init__(self, **kw: object) -> None:
-        self.ua = UserAgent(local_host=SRS_HOST, local_port=5060)
+    def __init__(self, *, max_calls: int | None = None, **kw: object) -> None:
+        self.admission = Admission(max_calls=max_calls, active_calls=lambda: len(self.srs.sessions))
+        self.ua = UserAgent(local_host=SRS_HOST, local_port=5060, screen=self.admission.screen)
         self.ports = FakePorts()
         ids = itertools.count(1)
         self.srs = SessionRecordingServer(
@@ -609,7 +611,7 @@ def test_max_calls_gives_503_with_retry_after_and_holds_nothing() -> None:
     response = rig.final()
     assert response.status == 503 and response.headers.get("Retry-After") is not None
     assert "too many calls" in (response.headers.get("Warning") or "")
-    assert isinstance(events[0], SessionRejected) and events[0].status == 503
+    assert events == []  # refused by the admission screen before any transaction or port
     assert len(rig.srs.sessions) == 1 and rig.ports.open == {40000, 40002}
 
 
