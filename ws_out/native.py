@@ -301,8 +301,15 @@ class NativeEncoder:
         started_at: float,
         metadata_problems: Sequence[str] = (),
         sip: Mapping[str, str] | None = None,
+        group_id: str | None = None,
+        correlation: Mapping[str, str] | None = None,
+        metadata_xml: str | None = None,
     ) -> str:
         """Encode ``start``; ``started_at`` is a POSIX timestamp (seconds, UTC).
+
+        ``group_id`` (RFC 7865 §6.1: links the recording sessions of one call, e.g. across a
+        transfer), ``correlation`` (vendor ids: Cisco-Guid, Session-ID, UCID, X- headers…, see
+        ``docs/protocol.md``) and ``metadata_xml`` (the raw RFC 7865 document) are optional.
 
         Stereo mode: every stream's ``channel`` is distinct and below ``format.channels``.
         Per-leg mode: exactly one stream, on channel 0, and ``format.channels == 1``.
@@ -342,7 +349,11 @@ class NativeEncoder:
             ],
             metadata_problems=list(metadata_problems),
             sip=dict(sip) if sip is not None else {},
+            group_id=group_id,
+            correlation=dict(correlation) if correlation is not None else {},
         )
+        if metadata_xml is not None:
+            message["metadata_xml"] = metadata_xml
         text = self._emit(message)
         self._start = message
         self._format = format
@@ -403,6 +414,49 @@ class NativeEncoder:
             raise UsageError("duration_ms and position_ms must not be negative")
         message = self._envelope("dtmf")
         message.update(digit=digit, duration_ms=duration_ms, label=label, position_ms=position_ms)
+        return self._emit(message)
+
+    def pause(self, *, labels: Sequence[str], position_ms: int) -> str:
+        """Encode ``pause``: the SRC paused these streams (RFC 7866 §8.1.6: ``a=inactive`` or
+        ``c=0.0.0.0``). Frames keep flowing (silence), so positions stay continuous."""
+        return self._session_event("pause", labels=list(labels), position_ms=position_ms)
+
+    def resume_streams(self, *, labels: Sequence[str], position_ms: int) -> str:
+        """Encode ``resume``: these streams were paused and are recorded again."""
+        return self._session_event("resume", labels=list(labels), position_ms=position_ms)
+
+    def update(
+        self,
+        *,
+        participants: Sequence[Participant],
+        streams: Sequence[Stream],
+        group_id: str | None,
+        position_ms: int,
+    ) -> str:
+        """Encode ``update``: new participant/stream mapping (transfer, conference, pickup;
+        RFC 7866 §9.2). Participants are only ever appended, never re-indexed."""
+        return self._session_event(
+            "update",
+            participants=[{"id": p.id, "aor": p.aor, "name": p.name} for p in participants],
+            streams=[
+                {"label": s.label, "participant_id": s.participant_id, "channel": s.channel}
+                for s in streams
+            ],
+            group_id=group_id,
+            position_ms=position_ms,
+        )
+
+    def media_stall(self, *, label: str, silent_ms: int, position_ms: int) -> str:
+        """Encode ``media_stall``: no RTP on this (not paused) stream for ``silent_ms``."""
+        return self._session_event(
+            "media_stall", label=label, silent_ms=silent_ms, position_ms=position_ms
+        )
+
+    def _session_event(self, kind: str, **fields: object) -> str:
+        if self._state != _STARTED:
+            raise UsageError(f"{kind}() outside start()..stop()")
+        message = self._envelope(kind)
+        message.update(fields)
         return self._emit(message)
 
     def stop(self, *, reason: StopReason, streams: Sequence[StreamStats] = ()) -> str:

@@ -397,3 +397,31 @@ def test_schema_ties_the_resume_fields() -> None:
         assert not VALIDATOR.is_valid(start | partial), key
     assert not VALIDATOR.is_valid(start | resume | {"seq": 4})
     assert not VALIDATOR.is_valid(start | resume | {"resumed": False})
+
+
+def test_session_events_golden_and_valid() -> None:
+    """pause / resume / update / media_stall (issue 3's consumer events), in stream order."""
+    enc, _ = started_stereo()
+    carol = Participant("Y2Fyb2w=", "sip:carol@example.org", "Carol")
+    texts = [
+        enc.pause(labels=["1", "2"], position_ms=5000),
+        enc.resume_streams(labels=["2"], position_ms=9000),
+        enc.update(
+            participants=[
+                Participant(ALICE, "sip:alice@example.com", "Zoë Müller"),
+                Participant(BOB, "sip:bob@example.net"),
+                carol,
+            ],
+            streams=[Stream("1", ALICE, 0), Stream("2", carol.id, 1)],
+            group_id="7+OTCyoxTmqmqyA/1weDAg==",
+            position_ms=12000,
+        ),
+        enc.media_stall(label="2", silent_ms=5000, position_ms=20000),
+    ]
+    expected = json.loads((VECTORS / "session_events.json").read_text(encoding="utf-8"))
+    assert [json.loads(t) for t in texts] == expected
+    for text in texts:
+        VALIDATOR.validate(json.loads(text))
+    enc.stop(reason="bye")
+    with pytest.raises(UsageError):
+        enc.pause(labels=["1"], position_ms=0)
