@@ -47,11 +47,14 @@ from .srs import (
     SessionUpdated,
     SrsEvent,
 )
+from .watchdog import LegSample, MediaWatchdog
 
 log = logging.getLogger(__name__)
 
 #: How long a call keeps receiving after it ended, beyond the jitter buffer's delay.
 LINGER_MARGIN_MS = 150
+#: Seconds between two media watchdog checks.
+WATCH_INTERVAL = 1.0
 
 
 class SenderLike(Sink, Protocol):
@@ -103,6 +106,11 @@ class Bridge:
         self.calls: dict[DialogId, ActiveCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        media = settings.media
+        self.watchdog = MediaWatchdog(
+            timeout=media.timeout_s, hold_timeout=media.hold_timeout_s, stall=media.stall_s
+        )
+        self._watch: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,6 +133,7 @@ class Bridge:
             srtp=s.rtp.srtp,
             srtp_suites=SUPPORTED_SUITES,
         )
+        self._watch = self._loop.call_later(WATCH_INTERVAL, self._check_media)
         self._sip = SipServer(ua, self.on_sip_events, clock=clock)
         await self._sip.start(s.sip_host, s.sip_port, udp=s.sip.udp, tcp=s.sip.tcp)
         ua.local_port = self._sip.port  # port 0 binds an ephemeral port
@@ -197,6 +206,8 @@ class Bridge:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._ticker.stop()
+        if self._watch is not None:
+            self._watch.cancel()
         await self._sip.close()
         if self._http is not None:
             await self._http.close()
@@ -266,6 +277,17 @@ class Bridge:
                 self._spawn(self._attach(active, [info]))
         for leg in update.removed:
             call.remove_leg(leg.key)
+        if update.paused:
+            call.pause([leg.label for leg in update.paused])
+        if update.resumed:
+            call.pause([leg.label for leg in update.resumed], resumed=True)
+        if update.participants_changed:
+            session = update.session
+            call.update(
+                _participants(session),
+                {key: leg.participant_id for key, leg in session.legs.items()},
+                session.group_id,
+            )
         added = [self._leg_info(call, leg, channel=-1) for leg in update.added]
         placed = call.add_legs(added)
         self.metrics.track(legs=[info.leg for info in placed], senders=active.senders)  # type: ignore[arg-type]
@@ -281,12 +303,37 @@ class Bridge:
             ", participants changed" if update.participants_changed else "",
         )
 
+    def _check_media(self) -> None:
+        """Once a second: report stalled streams, end calls without media (RFC 3261 BYE)."""
+        assert self._loop is not None and self._srs is not None and self._sip is not None
+        now = self._now()
+        for dialog_id, active in list(self.calls.items()):
+            session, call = active.session, active.call
+            samples = [
+                LegSample(info.key, info.leg.stats.packets, _paused(session, info.key))
+                for info in call.legs
+                if not info.removed
+            ]
+            verdict = self.watchdog.observe(dialog_id, samples, now)
+            with call_context(session.call_id, session.session_id):
+                for key, silent in verdict.stalled:
+                    info = call.leg_for(key)
+                    if info is not None:
+                        log.info("stream %s: no RTP for %.1f s", info.label, silent)
+                        call.stall(info, int(silent * 1000))
+                if verdict.timed_out:
+                    log.info("no media for the media timeout: ending the call")
+                    self._apply(self._srs.end_session(dialog_id, now, "timeout"))
+        self._sip.flush()
+        self._watch = self._loop.call_later(WATCH_INTERVAL, self._check_media)
+
     def _ended(self, session: RecordingSession, reason: str) -> None:
         """Keep receiving for :attr:`linger` seconds, then flush and stop the outputs."""
         active = self.calls.pop(session.dialog_id, None)
         if active is None:
             return
         assert self._loop is not None
+        self.watchdog.forget(session.dialog_id)
         active.call.ending = True
         if self.linger > 0 and not self._stopping:
             self._loop.call_later(self.linger, self._finish, active, reason)
@@ -385,9 +432,10 @@ class Bridge:
         mode = self.settings.default_target().mode
         start_fields: dict[str, Any] = {
             "call_id": session.call_id,
-            "participants": [
-                Participant(p.participant_id, p.aor, p.name) for p in session.participants
-            ],
+            "participants": _participants(session),
+            "group_id": session.group_id,
+            "correlation": session.correlation,
+            "metadata_xml": session.metadata_xml,
             "mode": mode,
             "metadata_problems": session.problems,
             "sip": select_sip_headers(request.headers.items(), request_uri=request.uri),
@@ -440,6 +488,15 @@ class Bridge:
     async def _close_senders(self, active: ActiveCall) -> None:
         await asyncio.gather(*(s.close() for s in active.senders), return_exceptions=True)
         self.metrics.retire(senders=active.senders)  # type: ignore[arg-type]
+
+
+def _paused(session: RecordingSession, key: str) -> bool:
+    leg = session.legs.get(key)
+    return leg is None or leg.paused
+
+
+def _participants(session: RecordingSession) -> list[Participant]:
+    return [Participant(p.participant_id, p.aor, p.name) for p in session.participants]
 
 
 def _stats_dict(stats: StreamStats) -> dict[str, Any]:

@@ -15,7 +15,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from rtp.leg import Leg, Timeline
-from ws_out.native import AudioFormat, NativeEncoder, StopReason, Stream, StreamStats
+from ws_out.native import (
+    AudioFormat,
+    NativeEncoder,
+    Participant,
+    StopReason,
+    Stream,
+    StreamStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,54 @@ class RecordingCall:
         fmt = AudioFormat(self.sample_rate, len(out.legs), self.timeline.frame_ms)
         out.sink.send(out.encoder.start(streams=out.streams(), format=fmt, **self._start_fields))
         self._buffers.append(np.zeros((self.frame_samples, len(out.legs)), dtype=np.int16))
+
+    @property
+    def position_ms(self) -> int:
+        """Call time of the next frame (the time base of every event's ``position_ms``)."""
+        return self.next_index * self.timeline.frame_ms
+
+    def _live_outputs(self) -> list[Output]:
+        return [out for out in self.outputs if not out.stopped]
+
+    def pause(self, labels: Sequence[str], *, resumed: bool = False) -> None:
+        """Tell each output carrying these streams that they were paused (or resumed)."""
+        for out in self._live_outputs():
+            mine = [info.label for info in out.legs if info.label in labels and not info.removed]
+            if not mine:
+                continue
+            if resumed:
+                out.sink.send(out.encoder.resume_streams(labels=mine, position_ms=self.position_ms))
+            else:
+                out.sink.send(out.encoder.pause(labels=mine, position_ms=self.position_ms))
+
+    def update(
+        self,
+        participants: Sequence[Participant],
+        senders: dict[str, str | None],
+        group_id: str | None,
+    ) -> None:
+        """New participant/stream mapping (``senders``: stream key → participant id)."""
+        for info in self.legs:
+            if info.key in senders:
+                info.participant_id = senders[info.key]
+        for out in self._live_outputs():
+            out.sink.send(
+                out.encoder.update(
+                    participants=participants,
+                    streams=out.streams(),
+                    group_id=group_id,
+                    position_ms=self.position_ms,
+                )
+            )
+
+    def stall(self, info: LegInfo, silent_ms: int) -> None:
+        for out in self._live_outputs():
+            if info in out.legs:
+                out.sink.send(
+                    out.encoder.media_stall(
+                        label=info.label, silent_ms=silent_ms, position_ms=self.position_ms
+                    )
+                )
 
     def leg_for(self, key: str) -> LegInfo | None:
         return next((info for info in self.legs if info.key == key and not info.removed), None)
