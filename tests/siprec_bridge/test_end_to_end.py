@@ -48,7 +48,9 @@ def check_stereo_call(summary: CallSummary, name: str) -> None:
     assert samples.shape[1] == len(legs)
     duration_ms = 1000 * samples.shape[0] / rate
     # One frame of slack: the second leg may start a fraction of a frame after the first.
-    assert abs(duration_ms - sent_duration_ms(name)) <= 40, (name, duration_ms)
+    events = json.loads(Path(summary.events_path).read_text())
+    stop = [e["message"] for e in events if (e.get("message") or {}).get("type") == "stop"]
+    assert abs(duration_ms - sent_duration_ms(name)) <= 40, (name, duration_ms, stop)
     for channel, leg in enumerate(legs):
         assert summary.labels[channel] == leg["label"]
         body = samples[rate // 4 : -rate // 4, channel]  # skip onsets and tails
