@@ -30,6 +30,7 @@ import sdp
 from sdp.answer import NegotiatedStream, SrtpPolicy, acceptable, build_answer
 from sdp.offer import build_offer
 
+from .routing import RouteDecision, RouteRejection
 from .sip.errors import LocalProtocolError
 from .sip.events import (
     AckReceived,
@@ -48,6 +49,12 @@ from .siprec.merge import merge_metadata
 from .siprec.metadata import MetadataError, Participant, RecordingMetadata, parse_metadata
 from .siprec.multipart import BodyError, RecordingBody, extract_recording_body
 from .siprec.session import RecordingView, is_siprec_request, join
+
+#: Chooses a session's consumers (and SRTP policy) from the INVITE, its metadata and its
+#: correlation ids; :func:`siprec_bridge.routing.route_call` bound to the settings.
+Router = Callable[
+    [SipRequest, RecordingMetadata | None, dict[str, str]], RouteDecision | RouteRejection
+]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +148,8 @@ class RecordingSession:
     answer: bytes = b""
     awaiting_answer: bool = False
     correlation: dict[str, str] = field(default_factory=dict)
+    route: RouteDecision | None = None
+    srtp: SrtpPolicy = "off"
 
     @property
     def participants(self) -> list[Participant]:
@@ -217,6 +226,7 @@ class SessionRecordingServer:
         media_host: str,
         srtp: SrtpPolicy = "off",
         srtp_suites: Sequence[str] = (),
+        router: Router | None = None,
         session_ids: Callable[[], str] = lambda: str(uuid.uuid4()),
         rng: random.Random | None = None,
     ) -> None:
@@ -225,6 +235,7 @@ class SessionRecordingServer:
         self.media_host = media_host
         self.srtp: SrtpPolicy = srtp
         self.srtp_suites = tuple(srtp_suites)
+        self.router = router
         self.sessions: dict[DialogId, RecordingSession] = {}
         self._session_ids = session_ids
         self._rng = rng or random.Random()
@@ -288,11 +299,20 @@ class SessionRecordingServer:
         if not session.siprec:
             problems.append("not a SIPREC request (no Require: siprec, +sip.src or metadata)")
         session.correlation = correlation_of(request, metadata)
+        session.srtp = self.srtp
+        if self.router is not None:
+            decision = self.router(request, metadata, session.correlation)
+            if isinstance(decision, RouteRejection):
+                raise Reject(decision.status, decision.reason)
+            session.route = decision
+            session.srtp = decision.srtp
         if offer is None:  # delayed offer (QUIRKS #19): we offer, the SRC answers in the ACK
             return session, self._delayed_offer(session)
-        usable = self._acceptable(offer)
+        usable = self._acceptable(offer, session.srtp)
         if not any(usable):
-            required = " (SRTP required: RTP/SAVP with a=crypto)" if self.srtp == "require" else ""
+            required = (
+                " (SRTP required: RTP/SAVP with a=crypto)" if session.srtp == "require" else ""
+            )
             raise Reject(488, f"no acceptable audio stream (PCMU, PCMA or G722){required}")
         ports = self._bind(sum(usable))
         ports_iter = iter(ports)
@@ -331,8 +351,8 @@ class SessionRecordingServer:
             raise Reject(503, "RTP port range exhausted", retry_after=5) from None
 
     # -- offer/answer ----------------------------------------------------------------------
-    def _acceptable(self, offer: sdp.SessionDescription) -> list[bool]:
-        return acceptable(offer, srtp=self.srtp, srtp_suites=self.srtp_suites)
+    def _acceptable(self, offer: sdp.SessionDescription, policy: SrtpPolicy) -> list[bool]:
+        return acceptable(offer, srtp=policy, srtp_suites=self.srtp_suites)
 
     def _negotiate(
         self,
@@ -349,7 +369,7 @@ class SessionRecordingServer:
             session_id=session.sdp_session_id,
             session_version=session.sdp_version,
             fallback_address=source.addr[0],
-            srtp=self.srtp,
+            srtp=session.srtp,
             srtp_suites=self.srtp_suites,
         )
         session.offer = offer
@@ -422,7 +442,7 @@ class SessionRecordingServer:
 
     def _ports_for(self, session: RecordingSession, offer: sdp.SessionDescription) -> list[int]:
         """Keep each label's port; bind ports for new streams; 0 for unusable m-lines."""
-        usable = self._acceptable(offer)
+        usable = self._acceptable(offer, session.srtp)
         keys = [leg_key_of(m.label, i) for i, m in enumerate(offer.media)]
         fresh = [i for i, ok in enumerate(usable) if ok and keys[i] not in session.legs]
         new_ports = iter(self._bind(len(fresh)) if fresh else [])
@@ -498,7 +518,7 @@ class SessionRecordingServer:
         except Reject as reject:
             answer = None
             session.problems.append(f"ACK answer: {reject.warning}")
-        if answer is None or not any(self._acceptable(answer)):
+        if answer is None or not any(self._acceptable(answer, session.srtp)):
             session.problems.append("no usable SDP answer in the ACK; ending the session")
             return self.end_session(event.dialog_id, now, "error")
         ours = [m.port for m in session.offer.media] if session.offer else []
