@@ -1,23 +1,41 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
 import itertools
 import json
 import tempfile
 import uuid
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from siprec_bridge.consumer import CallSummary, ConsumerServer, _Recording, run_consumer
-from ws_out import AudioFormat, NativeEncoder, Participant, Stream, StreamStats, WsSender
+from ws_out import (
+    AudioFormat,
+    DeliveryPolicy,
+    NativeEncoder,
+    Participant,
+    ResumePoint,
+    Stream,
+    StreamStats,
+    WavWriter,
+    WsSender,
+    client_context,
+    server_context,
+)
 
 WAIT = 10.0
 RATE = 16000
@@ -357,3 +375,239 @@ async def test_wait_for_counts_finished_connections(harness: Harness) -> None:
     await one_call()
     summaries = await waiter
     assert [s.stop_reason for s in summaries] == ["disconnected", "disconnected"]
+
+
+# -- resume, slow consumer, wss ---------------------------------------------------------------
+
+
+def native_reopen(start: str) -> Callable[[ResumePoint], list[str]]:
+    """The native dialect's resumed ``start`` (docs/delivery.md): same start, new fields."""
+    fields = json.loads(start)
+
+    def reopen(point: ResumePoint) -> list[str]:
+        resumed = {
+            **fields,
+            "resumed": True,
+            "resume_from_frame": point.frame,
+            "resume_from_ms": point.position_ms,
+        }
+        return [json.dumps(resumed, separators=(",", ":"))]
+
+    return reopen
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), WAIT)
+
+
+@pytest.mark.integration
+async def test_killed_consumer_restarted_continues_the_same_files(tmp_path: Path) -> None:
+    done: asyncio.Queue[CallSummary] = asyncio.Queue()
+    first = ConsumerServer("127.0.0.1", 0, tmp_path, on_call_done=done.put_nowait)
+    port = await first.start()
+    second = ConsumerServer("127.0.0.1", port, tmp_path, on_call_done=done.put_nowait)
+    sid = str(uuid.uuid4())
+    enc = NativeEncoder(sid)
+    start = start_message(enc)
+    policy = DeliveryPolicy(
+        buffer_s=1.0, ping_interval_s=None, reconnect_initial_s=0.02, reconnect_max_s=0.1
+    )
+    sender = WsSender(
+        f"ws://127.0.0.1:{port}/",
+        format=AudioFormat(RATE, 2),
+        policy=policy,  # a 50-frame replay window
+        reopen=lambda point: [enc.resume(point.frame)],  # the native encoder's resumed start
+    )
+    sender.send_open(start)
+    sender.start()
+    rng = np.random.default_rng(5)
+    pcm = rng.integers(-20000, 20000, (150 * FRAME, 2)).astype(np.int16)
+    try:
+        for k in range(150):
+            if k in (80, 120):
+                digit = "1" if k == 80 else "#"
+                sender.send_event(
+                    enc.dtmf(digit=digit, duration_ms=60, label="1", position_ms=20 * k)
+                )
+            if k == 100:
+                await until(lambda: sender.stats.sent_frames >= 95)
+                await first.abort()  # a crash: 1006 for the bridge, no stop
+                killed = await asyncio.wait_for(done.get(), WAIT)
+                assert (killed.stop_reason, killed.dtmf) == ("disconnected", "1")
+                await second.start()
+            frame_pcm = enc.audio(pcm[k * FRAME : (k + 1) * FRAME])
+            sender.send_frame(frame_pcm, frame_pcm)
+            await asyncio.sleep(0.003)
+        sender.send_event(enc.stop(reason="bye"))
+        await asyncio.wait_for(sender.close(), WAIT)
+        resumed = await asyncio.wait_for(done.get(), WAIT)
+    finally:
+        await first.close()
+        await second.close()
+    assert sender.stats.reconnects == 1 and sender.stats.replayed_frames > 0
+    assert resumed.resumed and resumed.wav_path == killed.wav_path
+    assert resumed.events_path == killed.events_path
+    assert resumed.duplicate_frames > 0 and resumed.gap_frames == 0
+    assert (resumed.frames, resumed.stop_reason, resumed.dtmf) == (150, "bye", "1#")
+    assert resumed.wav_path is not None
+    with wave.open(str(resumed.wav_path), "rb") as wav:
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert np.array_equal(audio, pcm)  # sample for sample: nothing missing, nothing doubled
+    events = json.loads(resumed.events_path.read_text())
+    kinds = [(e["message"]["type"], e["message"].get("resumed", False)) for e in events]
+    assert kinds[0] == ("start", False) and ("start", True) in kinds
+    assert [
+        e["message"]["digit"]
+        for e in events
+        if e["message"]["type"] == "dtmf" and not e.get("duplicate")
+    ] == ["1", "#"]
+    assert [e["frames_before"] for e in events if e["message"]["type"] == "stop"] == [150]
+
+
+@pytest.mark.integration
+async def test_resume_after_a_hard_crash_fills_gaps_and_skips_duplicates(
+    harness: Harness,
+) -> None:
+    sid = str(uuid.uuid4())
+    enc = NativeEncoder(sid)
+    start = start_message(enc, mode="per-leg", label="7")
+    directory = harness.server.out_dir / CALL_ID
+    directory.mkdir(parents=True)
+    path = directory / f"{sid}-7.wav"
+    with WavWriter(path, RATE, 1) as writer:
+        for k in range(10):
+            writer.write(np.full(FRAME, k, dtype="<i2").tobytes())
+    raw = bytearray(path.read_bytes())
+    raw[40:44] = bytes(4)  # the crashed consumer never patched the header; no events file
+    path.write_bytes(bytes(raw))
+    reopen = native_reopen(start)
+
+    async with connect(harness.url) as ws:  # resumes at 15: 5 frames never arrived
+        await ws.send(reopen(ResumePoint(15, 300, 2))[0])
+        for k in range(15, 18):
+            await ws.send(np.full(FRAME, k, dtype="<i2").tobytes())
+    gap = await harness.next_call()
+    assert (gap.wav_path, gap.resumed, gap.gap_frames, gap.frames) == (path, True, 5, 18)
+    assert any("gap of 5 frames" in p for p in gap.problems)
+
+    async with connect(harness.url) as ws:  # replays from 16: 2 duplicates, then new audio
+        await ws.send(reopen(ResumePoint(16, 320, 3))[0])
+        dtmf = enc.dtmf(digit="9", duration_ms=40, label="7", position_ms=330)
+        await ws.send(dtmf)
+        for k in range(16, 20):
+            await ws.send(np.full(FRAME, k, dtype="<i2").tobytes())
+        await ws.send(dtmf)  # replayed again: same seq
+        await ws.send(enc.stop(reason="bye"))
+    dup = await harness.next_call()
+    assert (dup.duplicate_frames, dup.frames, dup.dtmf, dup.stop_reason) == (2, 20, "9", "bye")
+    with wave.open(str(path), "rb") as wav:
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    expected = [k if k < 10 or k >= 15 else 0 for k in range(20)]
+    assert audio.reshape(20, FRAME)[:, 0].tolist() == expected
+    events = json.loads(dup.events_path.read_text())
+    assert [e.get("duplicate", False) for e in events].count(True) == 1
+
+
+@pytest.mark.integration
+async def test_a_resumed_connection_takes_over_a_live_one(harness: Harness) -> None:
+    sid = str(uuid.uuid4())
+    enc = NativeEncoder(sid)
+    start = start_message(enc)
+    frame = np.zeros((FRAME, 2), dtype=np.int16)
+    old = await connect(harness.url)
+    await old.send(start)
+    for _ in range(3):
+        await old.send(enc.audio(frame))
+    await old.ping()  # everything above was handled
+    async with connect(harness.url) as new:
+        await new.send(native_reopen(start)(ResumePoint(1, 20, 2))[0])
+        taken = await harness.next_call()
+        assert any("taken over" in p for p in taken.problems) and taken.frames == 3
+        await old.send(enc.audio(frame))  # the old connection no longer writes
+        for _ in range(4):
+            await new.send(enc.audio(frame))
+        await new.send(enc.stop(reason="bye"))
+    resumed = await harness.next_call()
+    await old.close()
+    assert (resumed.duplicate_frames, resumed.frames, resumed.wav_path) == (2, 5, taken.wav_path)
+    assert len(harness.server.summaries) == 2  # the old connection's end adds nothing
+
+
+@pytest.mark.integration
+async def test_slow_option_back_pressures_the_sender(tmp_path: Path) -> None:
+    server = ConsumerServer("127.0.0.1", 0, tmp_path, read_delay_s=0.01)
+    port = await server.start()
+    sender = WsSender(f"ws://127.0.0.1:{port}/", max_queue=20)
+    enc = NativeEncoder(str(uuid.uuid4()))
+    sender.send(start_message(enc))
+    sender.start()
+    big = np.zeros((FRAME * 50, 2), dtype=np.int16)  # 1 s frames: 64 kB each
+    try:
+        deepest = 0
+        for _ in range(300):
+            sender.send(big.tobytes())
+            deepest = max(deepest, sender.queued)
+            await asyncio.sleep(0.001)
+        sender.send(enc.stop(reason="bye"))
+        await asyncio.wait_for(sender.close(timeout=0.5), WAIT)
+        summary = (await server.wait_for(1, timeout=WAIT))[0]
+    finally:
+        await server.close()
+    assert deepest <= 20 and sender.stats.dropped_frames > 0  # bounded, counted
+    assert summary.frames <= sender.stats.sent_frames < 300
+
+
+@pytest.mark.integration
+async def test_wss_consumer_with_a_private_ca(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server = ConsumerServer("127.0.0.1", 0, tmp_path / "out", ssl=server_context(cert, key))
+    port = await server.start()
+    assert server.scheme == "wss"
+    sender = WsSender(f"wss://127.0.0.1:{port}/", ssl=client_context(ca_file=cert))
+    enc = NativeEncoder(str(uuid.uuid4()))
+    sender.send(start_message(enc))
+    sender.start()
+    sender.send(enc.audio(np.zeros((FRAME, 2), dtype=np.int16)))
+    sender.send(enc.stop(reason="bye"))
+    try:
+        await asyncio.wait_for(sender.close(), WAIT)
+        [summary] = await server.wait_for(1, timeout=WAIT)
+    finally:
+        await server.close()
+    assert (summary.frames, summary.stop_reason) == (1, "bye")
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 that is its own CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "consumer")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "consumer.crt", directory / "consumer.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

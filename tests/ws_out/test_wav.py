@@ -50,3 +50,63 @@ def test_misaligned_data_and_misuse_raise_usage_error(tmp_path: Path) -> None:
 def test_unwritable_path_raises_oserror(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         WavWriter(tmp_path / "missing-dir" / "x.wav", 8000, 1)
+
+
+def test_append_continues_a_file_and_flush_keeps_it_valid(tmp_path: Path) -> None:
+    path = tmp_path / "call.wav"
+    first = np.arange(640, dtype="<i2").tobytes()
+    second = np.arange(640, 1280, dtype="<i2").tobytes()
+    with WavWriter(path, 8000, 2) as writer:
+        writer.write(first)
+    with WavWriter(path, 8000, 2, append=True) as writer:
+        assert writer.frames == 320
+        writer.write(second)
+        writer.flush()
+        with wave.open(str(path), "rb") as reader:  # valid while still open
+            assert reader.getnframes() == 640
+        assert writer.duration_s == pytest.approx(0.08)
+    with wave.open(str(path), "rb") as reader:
+        assert reader.readframes(640) == first + second
+    fresh = tmp_path / "fresh.wav"
+    with WavWriter(fresh, 8000, 1, append=True) as writer:  # nothing to continue: created
+        writer.write(b"\x01\x00")
+    with wave.open(str(fresh), "rb") as reader:
+        assert reader.getnframes() == 1
+
+
+def test_append_after_a_crash_uses_the_file_size(tmp_path: Path) -> None:
+    path = tmp_path / "crashed.wav"
+    writer = WavWriter(path, 8000, 2)
+    writer.write(b"\x01\x00\x02\x00" * 100)
+    writer.close()
+    raw = bytearray(path.read_bytes())
+    raw[4:8] = raw[40:44] = b"\x00\x00\x00\x00"  # header never patched
+    path.write_bytes(bytes(raw) + b"\x07\x00")  # and half a sample frame at the end
+    with WavWriter(path, 8000, 2, append=True) as writer:
+        assert writer.frames == 100
+        writer.write(b"\x03\x00\x04\x00")
+    with wave.open(str(path), "rb") as reader:
+        assert reader.getnframes() == 101
+        assert reader.readframes(101)[-8:] == b"\x01\x00\x02\x00\x03\x00\x04\x00"
+
+
+def test_append_refuses_other_formats_and_foreign_files(tmp_path: Path) -> None:
+    path = tmp_path / "mono.wav"
+    WavWriter(path, 8000, 1).close()
+    with pytest.raises(UsageError, match="does not match"):
+        WavWriter(path, 8000, 2, append=True)
+    with pytest.raises(UsageError, match="does not match"):
+        WavWriter(path, 16000, 1, append=True)
+    foreign = tmp_path / "foreign.wav"
+    foreign.write_bytes(b"RIFF\x00\x00\x00\x00WAVEJUNK" + b"\x00" * 40)
+    with pytest.raises(UsageError, match="canonical"):
+        WavWriter(foreign, 8000, 1, append=True)
+    short = tmp_path / "short.wav"
+    short.write_bytes(b"RIFF")
+    with pytest.raises(UsageError, match="too short"):
+        WavWriter(short, 8000, 1, append=True)
+    assert short.read_bytes() == b"RIFF"  # untouched
+    writer = WavWriter(tmp_path / "closed.wav", 8000, 1)
+    writer.close()
+    with pytest.raises(UsageError):
+        writer.flush()
