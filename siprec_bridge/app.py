@@ -13,27 +13,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from rtp.leg import Leg, Timeline
 from rtp.srtp import SUPPORTED_SUITES, SrtpReceiver
 from ws_out.native import (
-    NativeEncoder,
     Participant,
     StopReason,
     StreamStats,
-    select_sip_headers,
 )
 from ws_out.sender import WsSender
 
 from .admission import Admission, admission_from_settings
-from .call import LegInfo, Output, RecordingCall, Sink
+from .call import Connection, LegInfo, RecordingCall
 from .logs import call_context
 from .media import MediaTicker, RtpSocketPool
 from .metrics import Endpoints, HttpServer, Metrics
-from .settings import Settings, split_host_port
+from .outputs import OutputFactory, check_targets
+from .settings import ResolvedTarget, Settings, split_host_port
 from .sip.events import Event, MalformedMessage
 from .sip.transport import SipServer
 from .sip.ua import DialogId, UserAgent
@@ -57,31 +56,25 @@ LINGER_MARGIN_MS = 150
 WATCH_INTERVAL = 1.0
 
 
-class SenderLike(Sink, Protocol):
-    """What the bridge needs of an output connection (``ws_out.sender.WsSender``)."""
-
-    def start(self) -> None: ...
-    async def close(self, timeout: float = 5.0) -> None: ...
-
-
-SinkFactory = Callable[[str, str], SenderLike]
-
-
 @dataclass
 class ActiveCall:
     """The media side of one session."""
 
     session: RecordingSession
     call: RecordingCall
-    senders: list[SenderLike]
+
+    @property
+    def senders(self) -> list[WsSender]:
+        return [conn.sink for conn in self.call.connections if isinstance(conn.sink, WsSender)]
 
 
 class Bridge:
     """SIPREC Session Recording Server (RFC 7866) streaming audio to WebSocket consumers."""
 
-    def __init__(self, settings: Settings, *, sink_factory: SinkFactory | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
+        check_targets(settings)
         self.settings = settings
-        self._sink_factory = sink_factory or self._ws_sender
+        self.outputs = OutputFactory(settings)
         low, high = settings.rtp_range
         self.linger = (settings.rtp.target_delay_ms + LINGER_MARGIN_MS) / 1000
         self.pool = RtpSocketPool(
@@ -255,11 +248,10 @@ class Bridge:
                 log.exception("failed applying %s", type(event).__name__)
 
     def _started(self, session: RecordingSession) -> None:
-        senders: list[SenderLike] = []
-        call = self._build_call(session, senders)
-        active = ActiveCall(session, call, senders)
+        call = self._build_call(session)
+        active = ActiveCall(session, call)
         self.calls[session.dialog_id] = active
-        self.metrics.track(legs=[info.leg for info in call.legs], senders=senders)  # type: ignore[arg-type]
+        self.metrics.track(legs=[info.leg for info in call.legs], senders=active.senders)
         self._spawn(self._attach(active, call.legs))
 
     def _updated(self, update: SessionUpdated) -> None:
@@ -290,7 +282,7 @@ class Bridge:
             )
         added = [self._leg_info(call, leg, channel=-1) for leg in update.added]
         placed = call.add_legs(added)
-        self.metrics.track(legs=[info.leg for info in placed], senders=active.senders)  # type: ignore[arg-type]
+        self.metrics.track(legs=[info.leg for info in placed], senders=active.senders)
         if placed:
             self._spawn(self._attach(active, placed))
         log.info(
@@ -304,11 +296,13 @@ class Bridge:
         )
 
     def _check_media(self) -> None:
-        """Once a second: report stalled streams, end calls without media (RFC 3261 BYE)."""
+        """Once a second: dialect keep-alives, stalled streams reported, calls without media
+        ended (RFC 3261 BYE)."""
         assert self._loop is not None and self._srs is not None and self._sip is not None
-        now = self._now()
+        now, wall = self._now(), time.time()
         for dialog_id, active in list(self.calls.items()):
             session, call = active.session, active.call
+            call.keepalive(wall)
             samples = [
                 LegSample(info.key, info.leg.stats.packets, _paused(session, info.key))
                 for info in call.legs
@@ -402,59 +396,50 @@ class Bridge:
             leg=self._new_leg(call.timeline, leg, call.sample_rate),
         )
 
-    def _output(
-        self, name: str, session_id: str, legs: list[LegInfo], senders: list[SenderLike]
-    ) -> Output:
-        sink = self._sink_factory(self.settings.default_target().url, name)
-        sink.start()
-        senders.append(sink)
-        return Output(sink=sink, encoder=NativeEncoder(session_id), legs=legs)
-
-    def _build_call(self, session: RecordingSession, senders: list[SenderLike]) -> RecordingCall:
+    def _build_call(self, session: RecordingSession) -> RecordingCall:
         recorded = list(session.legs.values())
         out_rate = 16000 if any(leg.codec == "G722" for leg in recorded) else 8000
-        timeline = Timeline(frame_ms=self.settings.media.frame_ms)
-        legs: list[LegInfo] = []
-        for channel, leg in enumerate(recorded):
-            legs.append(
-                LegInfo(
-                    key=leg.key,
-                    index=leg.index,
-                    label=leg.label,
-                    participant_id=leg.participant_id,
-                    channel=channel,
-                    port=leg.port,
-                    codec=leg.codec,
-                    leg=self._new_leg(timeline, leg, out_rate),
-                )
+        frame_ms = self.settings.media.frame_ms
+        timeline = Timeline(frame_ms=frame_ms)
+        legs = [
+            LegInfo(
+                key=leg.key,
+                index=leg.index,
+                label=leg.label,
+                participant_id=leg.participant_id,
+                channel=channel,
+                port=leg.port,
+                codec=leg.codec,
+                leg=self._new_leg(timeline, leg, out_rate),
             )
-        request = session.request
-        mode = self.settings.default_target().mode
-        start_fields: dict[str, Any] = {
-            "call_id": session.call_id,
-            "participants": _participants(session),
-            "group_id": session.group_id,
-            "correlation": session.correlation,
-            "metadata_xml": session.metadata_xml,
-            "mode": mode,
-            "metadata_problems": session.problems,
-            "sip": select_sip_headers(request.headers.items(), request_uri=request.uri),
-            "started_at": time.time(),
-        }
-        per_leg = mode == "per-leg"
+            for channel, leg in enumerate(recorded)
+        ]
+        targets = session.route.targets if session.route else (self.settings.default_target(),)
+        started_at = time.time()
+        participants = _participants(session)
 
-        def leg_output(info: LegInfo) -> Output:
-            name = f"{session.call_id}/{info.label}"
-            return self._output(name, session.session_id, [info], senders)
+        def open_for(target: ResolvedTarget, infos: list[LegInfo]) -> list[Connection]:
+            return self.outputs.connections(
+                session,
+                target,
+                infos,
+                in_rate=out_rate,
+                in_frame_ms=frame_ms,
+                started_at=started_at,
+                participants=participants,
+            )
 
-        if per_leg:
-            outputs = [leg_output(info) for info in legs]
-        else:
-            outputs = [self._output(session.call_id, session.session_id, legs, senders)]
+        connections = [conn for target in targets for conn in open_for(target, legs)]
+        per_leg = [t for t in targets if t.mode == "per-leg"]
+
+        def connect_leg(info: LegInfo) -> list[Connection]:
+            return [conn for target in per_leg for conn in open_for(target, [info])]
+
         log.info(
-            "%d leg(s) %s, metadata problems: %s",
+            "%d leg(s) %s to %d connection(s), metadata problems: %s",
             len(legs),
             ", ".join(f"{i.label}:{i.codec}@{i.port}" for i in legs),
+            len(connections),
             session.problems or "none",
         )
         return RecordingCall(
@@ -462,19 +447,9 @@ class Bridge:
             call_id=session.call_id,
             timeline=timeline,
             legs=legs,
-            outputs=outputs,
+            connections=connections,
             sample_rate=out_rate,
-            start_fields=start_fields,
-            new_output=leg_output if per_leg else None,
-        )
-
-    def _ws_sender(self, url: str, name: str) -> SenderLike:
-        target = self.settings.default_target()
-        return WsSender(
-            url,
-            headers=target.headers or None,
-            max_queue=self.settings.output.queue_frames,
-            name=name,
+            connect_leg=connect_leg,
         )
 
     async def _attach(self, active: ActiveCall, legs: Sequence[LegInfo]) -> None:
@@ -486,8 +461,12 @@ class Bridge:
             self._ticker.add(active.call)
 
     async def _close_senders(self, active: ActiveCall) -> None:
-        await asyncio.gather(*(s.close() for s in active.senders), return_exceptions=True)
-        self.metrics.retire(senders=active.senders)  # type: ignore[arg-type]
+        senders = active.senders
+        await asyncio.gather(*(s.close() for s in senders), return_exceptions=True)
+        self.metrics.retire(senders=senders)
+        for sender in senders:
+            if sender.spool_path is not None:
+                self.metrics.call_spooled()
 
 
 def _paused(session: RecordingSession, key: str) -> bool:

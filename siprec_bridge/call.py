@@ -1,36 +1,44 @@
-"""One recording session's media: its legs, their outputs, and the per-tick frame pump.
+"""One recording session's media: its legs, its consumer connections, the per-tick frame pump.
 
 A :class:`RecordingCall` is driven by the single media ticker (:mod:`siprec_bridge.media`):
-``tick(now)`` emits every frame that is due, for every output of the call. It never blocks:
-outputs are :class:`ws_out.sender.WsSender` queues.
+``tick(now)`` reads every due frame once from each leg and hands it to every connection of
+every target. Each :class:`Connection` shapes the audio for its consumer (mode, rate,
+encoding, frame length: :class:`~siprec_bridge.audio.OutputShaper`), encodes it in its dialect
+(:mod:`ws_out.dialects`) and queues it on its sender. Nothing here blocks.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from rtp.leg import Leg, Timeline
-from ws_out.native import (
-    AudioFormat,
-    NativeEncoder,
-    Participant,
-    StopReason,
-    Stream,
-    StreamStats,
+from ws_out.dialects.base import (
+    AudioFrame,
+    CloseInfo,
+    DialectBase,
+    DtmfInfo,
+    Message,
+    SessionEvent,
 )
+from ws_out.dialects.base import Leg as WireLeg
+from ws_out.native import Participant, StopReason, StreamStats
+
+from .audio import OutputShaper
 
 log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
-    """Where a call's messages go (a WebSocket sender)."""
+    """A consumer connection's queue (``ws_out.sender.WsSender``)."""
 
-    def send(self, message: str | bytes) -> None: ...
+    def send_open(self, messages: Sequence[Message]) -> None: ...
+    def send_frame(self, messages: Sequence[Message], pcm: bytes | None = None) -> None: ...
+    def send_event(self, messages: Sequence[Message]) -> None: ...
 
 
 @dataclass
@@ -49,24 +57,33 @@ class LegInfo:
 
 
 @dataclass
-class Output:
-    """One consumer connection carrying some of the call's legs (by channel order)."""
+class Connection:
+    """One consumer connection of one target, carrying ``legs`` (in channel order)."""
 
     sink: Sink
-    encoder: NativeEncoder
+    encoder: DialectBase
+    shaper: OutputShaper
     legs: list[LegInfo]
+    spool_pcm: bool = False
     stopped: bool = False
+    wire_legs: list[WireLeg] = field(default_factory=list)
 
-    def streams(self) -> list[Stream]:
-        return [Stream(info.label, info.participant_id, ch) for ch, info in enumerate(self.legs)]
+    def send(self, frames: Sequence[AudioFrame]) -> None:
+        for frame in frames:
+            pcm = frame.pcm_bytes() if self.spool_pcm else None
+            self.sink.send_frame(self.encoder.audio(frame), pcm)
+
+
+#: Opens the connections of per-leg targets for a leg added mid-call (none: no such target).
+Connect = Callable[[LegInfo], list[Connection]]
 
 
 class RecordingCall:
     """The media state of one recording session (RFC 7866 §6: one CS, several RSs).
 
-    Frame *k* of every output covers call time ``[k·F, (k+1)·F)`` on the shared
-    :class:`rtp.leg.Timeline`; all legs are read for the same *k*, so the channels of one frame
-    are aligned by RTP time.
+    Frame *k* covers call time ``[k·F, (k+1)·F)`` on the shared :class:`rtp.leg.Timeline`;
+    every leg is read once for the same *k*, so all channels of all connections are aligned by
+    RTP time. Connections are opened by the caller (``open`` already sent).
     """
 
     def __init__(
@@ -76,125 +93,37 @@ class RecordingCall:
         call_id: str,
         timeline: Timeline,
         legs: Sequence[LegInfo],
-        outputs: Sequence[Output],
+        connections: Sequence[Connection],
         sample_rate: int,
-        start_fields: dict[str, Any],
-        new_output: Callable[[LegInfo], Output] | None = None,
+        connect_leg: Connect | None = None,
     ) -> None:
         self.session_id = session_id
         self.call_id = call_id
         self.timeline = timeline
         self.legs = list(legs)
-        self.outputs = list(outputs)
+        self.connections = list(connections)
         self.sample_rate = sample_rate
         self.frame_samples = sample_rate * timeline.frame_ms // 1000
         self.next_index = 0
         self.finished = False
         self.ending = False  # the session ended: emit no frame past the last received audio
-        self._start_fields = start_fields
-        self._new_output = new_output
-        self._buffers: list[np.ndarray] = []
-        for out in self.outputs:
-            self._open(out)
+        self._connect_leg = connect_leg
+        self._silence = np.zeros(self.frame_samples, dtype=np.int16)
+        self._frames: dict[str, np.ndarray] = {}
 
-    def _open(self, out: Output) -> None:
-        fmt = AudioFormat(self.sample_rate, len(out.legs), self.timeline.frame_ms)
-        out.sink.send(out.encoder.start(streams=out.streams(), format=fmt, **self._start_fields))
-        self._buffers.append(np.zeros((self.frame_samples, len(out.legs)), dtype=np.int16))
+    @property
+    def frames_sent(self) -> int:
+        return self.next_index
 
     @property
     def position_ms(self) -> int:
         """Call time of the next frame (the time base of every event's ``position_ms``)."""
         return self.next_index * self.timeline.frame_ms
 
-    def _live_outputs(self) -> list[Output]:
-        return [out for out in self.outputs if not out.stopped]
+    def _live(self) -> list[Connection]:
+        return [conn for conn in self.connections if not conn.stopped]
 
-    def pause(self, labels: Sequence[str], *, resumed: bool = False) -> None:
-        """Tell each output carrying these streams that they were paused (or resumed)."""
-        for out in self._live_outputs():
-            mine = [info.label for info in out.legs if info.label in labels and not info.removed]
-            if not mine:
-                continue
-            if resumed:
-                out.sink.send(out.encoder.resume_streams(labels=mine, position_ms=self.position_ms))
-            else:
-                out.sink.send(out.encoder.pause(labels=mine, position_ms=self.position_ms))
-
-    def update(
-        self,
-        participants: Sequence[Participant],
-        senders: dict[str, str | None],
-        group_id: str | None,
-    ) -> None:
-        """New participant/stream mapping (``senders``: stream key → participant id)."""
-        for info in self.legs:
-            if info.key in senders:
-                info.participant_id = senders[info.key]
-        for out in self._live_outputs():
-            out.sink.send(
-                out.encoder.update(
-                    participants=participants,
-                    streams=out.streams(),
-                    group_id=group_id,
-                    position_ms=self.position_ms,
-                )
-            )
-
-    def stall(self, info: LegInfo, silent_ms: int) -> None:
-        for out in self._live_outputs():
-            if info in out.legs:
-                out.sink.send(
-                    out.encoder.media_stall(
-                        label=info.label, silent_ms=silent_ms, position_ms=self.position_ms
-                    )
-                )
-
-    def leg_for(self, key: str) -> LegInfo | None:
-        return next((info for info in self.legs if info.key == key and not info.removed), None)
-
-    def remove_leg(self, key: str) -> None:
-        """The SRC removed a stream (port 0, RFC 3264 §8.2): its channel is silent from now on;
-        in per-leg mode its connection gets ``stop``."""
-        info = self.leg_for(key)
-        if info is None:
-            return
-        info.removed = True
-        for out in self.outputs:
-            if out.legs == [info] and not out.stopped:
-                out.stopped = True
-                out.sink.send(out.encoder.stop(reason="bye", streams=[self.leg_stats(info)]))
-
-    def add_legs(self, infos: Sequence[LegInfo]) -> list[LegInfo]:
-        """Streams added mid-call. Per-leg mode: one new connection each. Stereo: a stream takes
-        the channel of a removed stream (a transfer replaces a party); with no free channel it
-        is not recorded (logged). Returns the legs that were placed."""
-        placed: list[LegInfo] = []
-        for info in infos:
-            if self._new_output is not None:
-                out = self._new_output(info)
-                self.outputs.append(out)
-                self._open(out)
-            elif not self._take_free_channel(info):
-                log.warning("call %s: no free channel for new stream %s", self.call_id, info.label)
-                continue
-            self.legs.append(info)
-            placed.append(info)
-        return placed
-
-    def _take_free_channel(self, info: LegInfo) -> bool:
-        for out in self.outputs:
-            for ch, old in enumerate(out.legs):
-                if old.removed:
-                    info.channel = ch
-                    out.legs[ch] = info
-                    return True
-        return False
-
-    @property
-    def frames_sent(self) -> int:
-        return self.next_index
-
+    # -- the frame pump --------------------------------------------------------------------
     def tick(self, now: float) -> int:
         """Emit every frame due at ``now``; return how many were emitted."""
         if self.finished or not self.legs:
@@ -210,31 +139,21 @@ class RecordingCall:
         return emitted
 
     def _emit(self, index: int) -> None:
-        for out, buf in zip(self.outputs, self._buffers, strict=True):
-            if out.stopped:
-                continue
-            for ch, info in enumerate(out.legs):
-                if info.removed:
-                    buf[:, ch] = 0
-                else:
-                    buf[:, ch] = info.leg.read_frame(index)
-            out.sink.send(out.encoder.audio(buf))
+        frames = self._frames
+        for info in self.legs:  # each leg is read exactly once per index
+            frames[info.key] = self._silence if info.removed else info.leg.read_frame(index)
+        for conn in self._live():
+            conn.send(conn.shaper.push([frames[info.key] for info in conn.legs]))
         self._emit_dtmf()
 
     def _emit_dtmf(self) -> None:
         frame_ms = self.timeline.frame_ms
         for info in self.legs:
             for index, event in info.leg.pop_dtmf():
-                for out in self.outputs:
-                    if info in out.legs and not out.stopped:
-                        out.sink.send(
-                            out.encoder.dtmf(
-                                digit=event.digit,
-                                duration_ms=event.duration_ms,
-                                label=info.label,
-                                position_ms=index * frame_ms,
-                            )
-                        )
+                dtmf = DtmfInfo(event.digit, event.duration_ms, info.label, index * frame_ms)
+                for conn in self._live():
+                    if info in conn.legs:
+                        conn.sink.send_event(conn.encoder.dtmf(dtmf))
 
     def last_index(self) -> int | None:
         """The last frame holding received audio, over all legs."""
@@ -243,7 +162,7 @@ class RecordingCall:
         )
 
     def finish(self, reason: StopReason) -> None:
-        """Flush what the jitter buffers still hold, then send ``stop`` on every output."""
+        """Flush what the jitter buffers and shapers still hold, then close every connection."""
         if self.finished:
             return
         last = self.last_index()
@@ -253,11 +172,111 @@ class RecordingCall:
                 self.next_index += 1
         self._emit_dtmf()
         self.finished = True
-        for out in self.outputs:
-            if out.stopped:
+        for conn in self._live():
+            self._close(conn, reason)
+
+    def _close(self, conn: Connection, reason: StopReason) -> None:
+        conn.send(conn.shaper.flush())
+        stats = tuple(self.leg_stats(info) for info in conn.legs)
+        conn.sink.send_event(conn.encoder.close(CloseInfo(reason, stats)))
+        conn.stopped = True
+
+    # -- session changes -------------------------------------------------------------------
+    def event(self, event: SessionEvent) -> None:
+        """A session event (pause, resume, update, media_stall) to every live connection."""
+        for conn in self._live():
+            messages = conn.encoder.session_event(event)
+            if messages:
+                conn.sink.send_event(messages)
+
+    def pause(self, labels: Sequence[str], *, resumed: bool = False) -> None:
+        event = SessionEvent(
+            "resume" if resumed else "pause", self.position_ms, labels=tuple(labels)
+        )
+        self.event(event)
+
+    def update(
+        self,
+        participants: Sequence[Participant],
+        senders: dict[str, str | None],
+        group_id: str | None,
+    ) -> None:
+        """New participant/stream mapping (``senders``: stream key → participant id)."""
+        for info in self.legs:
+            if info.key in senders:
+                info.participant_id = senders[info.key]
+        legs = tuple(
+            WireLeg(info.label, info.participant_id, info.channel, position)
+            for position, info in enumerate(self.legs)
+            if not info.removed
+        )
+        self.event(
+            SessionEvent(
+                "update",
+                self.position_ms,
+                participants=tuple(participants),
+                legs=legs,
+                group_id=group_id,
+            )
+        )
+
+    def keepalive(self, now: float) -> None:
+        """Periodic dialect messages (RCMS keep-alive); ``now`` is wall-clock time."""
+        for conn in self._live():
+            if conn.encoder.keepalive_interval is not None:
+                messages = conn.encoder.keepalive(now)
+                if messages:
+                    conn.sink.send_event(messages)
+
+    def stall(self, info: LegInfo, silent_ms: int) -> None:
+        self.event(
+            SessionEvent("media_stall", self.position_ms, labels=(info.label,), silent_ms=silent_ms)
+        )
+
+    def leg_for(self, key: str) -> LegInfo | None:
+        return next((info for info in self.legs if info.key == key and not info.removed), None)
+
+    def remove_leg(self, key: str) -> None:
+        """The SRC removed a stream (port 0, RFC 3264 §8.2): silent from now on; in per-leg
+        mode its connection is closed."""
+        info = self.leg_for(key)
+        if info is None:
+            return
+        info.removed = True
+        for conn in self._live():
+            if conn.legs == [info]:
+                self._close(conn, "bye")
+
+    def add_legs(self, infos: Sequence[LegInfo]) -> list[LegInfo]:
+        """Streams added mid-call. Per-leg targets: one new connection each. Multi-leg
+        connections: a stream takes the place of a removed stream (a transfer replaces a
+        party); with none free it is not streamed (logged). Returns the legs placed."""
+        placed: list[LegInfo] = []
+        for info in infos:
+            taken = self._take_free_slot(info)
+            if self._connect_leg is not None:
+                opened = self._connect_leg(info)
+                self.connections.extend(opened)
+                taken = taken or bool(opened)
+            if not taken:
+                log.warning("no free channel for new stream %s", info.label)
                 continue
-            stats = [self.leg_stats(info) for info in out.legs]
-            out.sink.send(out.encoder.stop(reason=reason, streams=stats))
+            self.legs.append(info)
+            placed.append(info)
+        return placed
+
+    def _take_free_slot(self, info: LegInfo) -> bool:
+        taken = False
+        for conn in self._live():
+            if len(conn.legs) < 2:
+                continue
+            for slot, old in enumerate(conn.legs):
+                if old.removed:
+                    info.channel = old.channel
+                    conn.legs[slot] = info
+                    taken = True
+                    break
+        return taken
 
     @staticmethod
     def leg_stats(info: LegInfo) -> StreamStats:
@@ -275,5 +294,7 @@ class RecordingCall:
                 "wrong_source": s.wrong_source,
                 "dtmf_events": s.dtmf_events,
                 "concealed_frames": s.concealed_frames,
+                "srtp_errors": s.srtp_errors,
+                "sender_reports": s.sender_reports,
             },
         )

@@ -1,4 +1,5 @@
-"""``siprec-bridge`` command line: serve, check-config, consumer, replay, conformance, demo."""
+"""``siprec-bridge`` command line: serve, check-config, consumer, replay, conformance, spool,
+demo."""
 
 from __future__ import annotations
 
@@ -76,15 +77,20 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _consumer(args: argparse.Namespace) -> int:
+    from ws_out.tls import server_context
+
     from .consumer import run_consumer
 
     host, port = split_host_port(args.listen)
+    context = None
+    if args.tls_cert:
+        context = server_context(args.tls_cert, args.tls_key, client_ca_file=args.tls_client_ca)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await run_consumer(host, port, Path(args.out), stop=stop)
+    await run_consumer(host, port, Path(args.out), stop=stop, ssl=context, read_delay_s=args.slow)
     return 0
 
 
@@ -94,6 +100,23 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(
         Path(args.out), pcaps=[Path(p) for p in args.pcap] or None, mode=args.mode
     )
+
+
+def _spool(args: argparse.Namespace) -> int:
+    """List the streams spooled to disk because their consumer could not be reached."""
+    from ws_out.spool import Spool
+
+    folder = Path(args.dir) if args.dir else load_settings(args.config).output.spool_dir
+    entries = Spool(folder).list()
+    for e in entries:
+        state = "complete" if e.complete else "partial"
+        seconds = e.frames * e.format.frame_ms / 1000
+        print(
+            f"{e.spooled_at} call {e.call_id} session {e.session_id} target {e.target} "
+            f"{seconds:.1f}s from frame {e.from_frame} ({e.reason}, {state}) -> {e.path}"
+        )
+    print(f"{len(entries)} spooled stream(s) in {folder}")
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -150,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     consumer.add_argument(
         "--out", default="out/consumer", metavar="DIR", help="folder for the WAV and events files"
     )
+    consumer.add_argument(
+        "--slow", type=float, default=0.0, metavar="S", help="wait S seconds per message (tests)"
+    )
+    consumer.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate")
+    consumer.add_argument("--tls-key", metavar="FILE", help="its private key")
+    consumer.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates")
+
+    spool = sub.add_parser("spool", help="list calls spooled to disk (consumer unreachable)")
+    spool.add_argument("--dir", metavar="DIR", help="spool folder (default: output.spool_dir)")
+    spool.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
 
     replay = sub.add_parser("replay", help="replay a SIPREC pcap against a running bridge")
     replay_mod.add_arguments(replay)
@@ -184,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(args.log_format or "text", args.log_level or quiet.get(args.command, "info"))
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "spool":
+            return _spool(args)
         if args.command == "consumer":
             return _run(_consumer(args))
         if args.command == "replay":

@@ -318,10 +318,10 @@ class OutputSettings(_Section):
     auth: TargetAuth = TargetAuth()
     tls: TargetTls = TargetTls()
     queue_frames: Annotated[int, Field(ge=1)] = 500
-    buffer_s: Seconds = 10.0
+    buffer_s: Seconds = 20.0
     spool_dir: Path = Path("spool")
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    ping_interval_s: Seconds = 20.0
+    ping_interval_s: Seconds = 10.0
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.1
     reconnect_max_s: Annotated[float, Field(gt=0)] = 10.0
 

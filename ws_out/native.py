@@ -374,8 +374,10 @@ class NativeEncoder:
         keep the stream's numbering (replayed ones their original ``seq``), so the consumer
         de-duplicates them by ``seq`` and binary frames by index.
         """
-        if self._state != _STARTED or self._format is None:
-            raise UsageError("resume() outside start()..stop()")
+        # Also after stop(): the stop may still sit in the sender's replay buffer when the
+        # connection drops, and its replay needs a resumed start in front of it.
+        if self._state == _NEW or self._format is None:
+            raise UsageError("resume() before start()")
         if not 0 <= frame <= self._frames:
             raise UsageError(f"cannot resume at frame {frame}: {self._frames} frames encoded")
         message = dict(self._start)

@@ -425,3 +425,14 @@ def test_session_events_golden_and_valid() -> None:
     enc.stop(reason="bye")
     with pytest.raises(UsageError):
         enc.pause(labels=["1"], position_ms=0)
+
+
+def test_resume_is_allowed_after_stop() -> None:
+    """A stop still in the sender's replay buffer is replayed behind a resumed start."""
+    enc, _ = started_stereo()
+    enc.audio(np.zeros((160, 2), dtype=np.int16))
+    enc.stop(reason="bye")
+    resumed = json.loads(enc.resume(1))
+    assert resumed["resumed"] is True and resumed["resume_from_frame"] == 1
+    with pytest.raises(UsageError):
+        NativeEncoder(SID).resume(0)

@@ -132,6 +132,9 @@ class CallInfo:
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
     metadata_problems: tuple[str, ...] = ()
     sip: Mapping[str, str] = field(default_factory=dict)
+    group_id: str | None = None
+    correlation: Mapping[str, str] = field(default_factory=dict)
+    metadata_xml: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -359,6 +362,23 @@ class DialectEncoder(Protocol):
     def close(self, info: CloseInfo) -> list[Message]: ...
     def receive(self, message: Message, now: float) -> list[Message]: ...
     def keepalive(self, now: float) -> list[Message]: ...
+    def session_event(self, event: SessionEvent) -> list[Message]: ...
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Something that happened to the recording session (RFC 7866 §8.1.6, §9.2):
+    ``kind`` is ``pause``/``resume`` (``labels``), ``update`` (``participants``, ``legs`` with
+    their current senders, ``group_id``) or ``media_stall`` (``labels``: one, ``silent_ms``).
+    ``position_ms`` is call time."""
+
+    kind: Literal["pause", "resume", "update", "media_stall"]
+    position_ms: int
+    labels: tuple[str, ...] = ()
+    participants: tuple[Participant, ...] = ()
+    legs: tuple[Leg, ...] = ()
+    group_id: str | None = None
+    silent_ms: int = 0
 
 
 _NEW: Final = 0
@@ -461,7 +481,7 @@ class DialectBase(ABC):
         """The opening of a new connection that continues the stream at call time
         ``position_ms``. Dialects without resume send their opening again (a fresh stream with
         the same ids); counters are not reset, so what is replayed keeps its numbers."""
-        self._require_open("reopen")
+        self._require_started("reopen")  # also after close(): its replay needs the reopen
         return list(self._opening)
 
     def audio(self, frame: AudioFrame) -> list[Message]:
@@ -502,6 +522,15 @@ class DialectBase(ABC):
     def keepalive(self, now: float) -> list[Message]:
         """Periodic messages; the default has none."""
         return []
+
+    def session_event(self, event: SessionEvent) -> list[Message]:
+        """The messages for a session event; dialects without such messages send none."""
+        self._require_open("session_event")
+        return []
+
+    def _require_started(self, what: str) -> None:
+        if self._state == _NEW:
+            raise UsageError(f"{what}() before open()")
 
     def _require_open(self, what: str) -> None:
         if self._state != _OPEN:

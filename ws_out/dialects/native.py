@@ -22,6 +22,7 @@ from ws_out.dialects.base import (
     DtmfInfo,
     Leg,
     Message,
+    SessionEvent,
 )
 from ws_out.errors import UsageError
 from ws_out.native import Mode, NativeEncoder, Stream
@@ -64,13 +65,45 @@ class NativeDialect(DialectBase):
                 started_at=call.started_at,
                 metadata_problems=call.metadata_problems,
                 sip=call.sip,
+                group_id=call.group_id,
+                correlation=call.correlation,
+                metadata_xml=call.metadata_xml,
+            )
+        ]
+
+    def session_event(self, event: SessionEvent) -> list[Message]:
+        """``pause`` / ``resume`` / ``update`` / ``media_stall`` (``docs/protocol.md``), for
+        the streams this connection carries."""
+        self._require_open("session_event")
+        mine = [label for label in event.labels if label in self._labels]
+        encoder = self.encoder
+        if event.kind == "update":
+            streams = [Stream(leg.label, leg.participant_id, leg.channel) for leg in event.legs]
+            mine_streams = [s for s in streams if s.label in self._labels]
+            return [
+                encoder.update(
+                    participants=event.participants,
+                    streams=mine_streams,
+                    group_id=event.group_id,
+                    position_ms=event.position_ms,
+                )
+            ]
+        if not mine:
+            return []
+        if event.kind == "pause":
+            return [encoder.pause(labels=mine, position_ms=event.position_ms)]
+        if event.kind == "resume":
+            return [encoder.resume_streams(labels=mine, position_ms=event.position_ms)]
+        return [
+            encoder.media_stall(
+                label=mine[0], silent_ms=event.silent_ms, position_ms=event.position_ms
             )
         ]
 
     def reopen(self, position_ms: int) -> list[Message]:
         """``start`` with ``resumed: true``, ``resume_from_frame`` and ``resume_from_ms``
         (protocol v1.1); ``position_ms`` must be a frame boundary."""
-        self._require_open("reopen")
+        self._require_started("reopen")  # also after close(): its replay needs the reopen
         frame, rest = divmod(position_ms, self.call.format.frame_ms)
         if rest:
             raise UsageError(f"resume position {position_ms} is not a frame boundary")
