@@ -103,7 +103,7 @@ async def test_sipp_src_records_both_legs(
             "secs",
             str(seconds),
             "-d",
-            str(seconds * 1000 + 300),
+            str(seconds * 1000 + 2000),  # the RTP sender (a Python process) may start late
             "-trace_err",
             "-error_file",
             str(tmp_path / "sipp_errors.log"),
