@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/siprec-bridge demo --out out/demo
 
-## Install what the tests need (venv, SIPp) and run them
+## Install what the tests need (venv, SIPp, stunnel4) and run them
 test: $(STAMP) test-deps
 	$(PY) -m pytest
 
@@ -29,6 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_leg.py
+	$(PY) bench/bench_srtp.py
+	$(PY) bench/bench_audio.py
 	$(PY) bench/bench_calls.py
 
 ## Regenerate the pcap fixtures (deterministic)
