@@ -12,6 +12,11 @@ Two halves:
   source port is the port offered on m-line *i*, else when its destination port is the port
   answered on m-line *i*, else by order of first appearance of its SSRC. Anything else
   (RTCP, traffic towards the SRC, other protocols, other calls) is counted and ignored.
+  :func:`wrap_rtp` is its counterpart for captures with RTP but no signalling: it synthesises
+  a SIPREC INVITE (RFC 7866 §6.1, RFC 7865 metadata) with one m-line per RTP flow.
+  :meth:`RecordedCall.excerpt` cuts either to a window of media (the bridge paces by wall
+  clock, so long captures are shortened rather than sped up); :func:`prepare_call` combines
+  the three as :func:`replay` and the command line use them.
 
 * :func:`replay` is the asyncio adapter. Per concurrent copy of the call it opens one SIP socket
   (UDP, or a TCP connection) and one UDP socket per m-line, and drives a :class:`CallDriver`
@@ -23,25 +28,30 @@ Two halves:
   ``speed``, together with the SRC's later requests (re-INVITE, UPDATE, BYE) at their pcap
   times. A single scheduling loop serves all copies (a heap of due instants): it sleeps until
   the next due packet or SIP timer, or until SIP input arrives, then sends everything due (no
-  task per packet).
+  task per packet). Over TCP, messages may be cut into segments of a given size, written one
+  per loop iteration, as captured SRCs do (QUIRKS #7).
 
 Exceptions: :class:`ReplayError` is the only exception raised by this module (unreadable
-capture, no INVITE in it, sockets that cannot be opened, an INVITE rejected or not answered
-within :data:`ANSWER_TIMEOUT`).
+capture, no INVITE (or, wrapped, no RTP) in it, a bad window, sockets that cannot be opened,
+an INVITE rejected or not answered within :data:`ANSWER_TIMEOUT`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import heapq
 import ipaddress
 import math
 import re
 import secrets
+import socket
 import sys
+import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal, cast
 
@@ -49,7 +59,7 @@ import dpkt
 
 import sdp
 from rtp.errors import RtpError
-from rtp.packet import is_rtcp, parse_header
+from rtp.packet import RtpHeader, is_rtcp, parse_header
 
 from .config import ConfigError, parse_host_port
 from .sip.errors import SipError, SipFramingError, SipParseError
@@ -79,7 +89,9 @@ __all__ = [
     "add_arguments",
     "load_call",
     "main_from_args",
+    "prepare_call",
     "replay",
+    "wrap_rtp",
 ]
 
 Transport = Literal["udp", "tcp"]
@@ -99,18 +111,21 @@ MAX_CAPTURE_PACKETS: Final = 5_000_000
 """Larger captures are refused by :func:`load_call`."""
 MAX_PENDING_FRAGMENTS: Final = 1024
 """IP datagrams being reassembled at once; the oldest is dropped beyond this."""
+MIN_WRAPPED_PACKETS: Final = 2
+""":func:`wrap_rtp` ignores flows with fewer RTP-looking datagrams (stray UDP that parses)."""
+_NOT_AUDIO: Final = frozenset({"telephone-event", "CN"})
+"""Encodings that do not carry the stream's audio (RFC 4733, RFC 3389)."""
+WRAPPED_TAIL: Final = 0.3
+"""Seconds between the last RTP packet of a wrapped capture and the BYE: room for the jitter
+buffer and for a final RFC 4733 event whose duration runs past its last packet."""
 
 _NOT_REPLAYED: Final = frozenset({"ACK", "CANCEL", "PRACK"})
 """SRC requests the driver generates itself (ACK) or cannot meaningfully replay."""
 _SIP_START: Final = re.compile(rb"(?m)^(?:[A-Z]+ [^ \r\n]+ SIP/2\.0|SIP/2\.0 [1-6][0-9][0-9] )")
 # sip:[userinfo@]hostport[;params][?headers] (RFC 3261 §19.1.1); hostport taken loosely so
 # that captures with unbracketed IPv6 addresses can still be rewritten.
-_URI_PARTS: Final = re.compile(r"^(?P<scheme>sips?):(?:(?P<user>[^@]*)@)?[^;?>]*(?P<rest>.*)$",
-                               re.IGNORECASE | re.DOTALL)
-# A Via sent-by that is a bare IPv6 address (RFC 3261 §25.1 wants "[...]"), seen in captures.
-_BARE_IPV6_VIA: Final = re.compile(
-    rb"(?im)^((?:via|v)[ \t]*:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*[a-z]+[ \t]+)"
-    rb"([0-9a-f]*:[0-9a-f:.]*)(?=[ \t]*[;,\r\n])"
+_URI_PARTS: Final = re.compile(
+    r"^(?P<scheme>sips?):(?:(?P<user>[^@]*)@)?[^;?>]*(?P<rest>.*)$", re.IGNORECASE | re.DOTALL
 )
 _TRANSPORT_PARAM: Final = re.compile(r";transport=[^;?]*", re.IGNORECASE)
 
@@ -200,9 +215,8 @@ class RecordedCall:
         lines = [
             f"{self.pcap.name}: Call-ID {self.call_id} over {self.transport.upper()}, "
             f"SRC {_hostport(*self.src)} -> SRS {_hostport(*self.srs)}",
-            "  SRC requests: " + ", ".join(
-                f"{r.request.method}@{r.time:.3f}s" for r in self.requests
-            ),
+            "  SRC requests: "
+            + ", ".join(f"{r.request.method}@{r.time:.3f}s" for r in self.requests),
         ]
         for s in self.streams:
             answered = s.answered_port if s.answered_port is not None else "?"
@@ -216,6 +230,46 @@ class RecordedCall:
             f"other datagrams ignored, call lasts {self.end_time:.3f}s"
         )
         return "\n".join(lines)
+
+    def excerpt(self, start: float = 0.0, duration: float | None = None) -> RecordedCall:
+        """The call cut to the media window ``[start, start + duration)``.
+
+        Media time counts from the 2xx to the INVITE (from the INVITE when the capture lacks
+        the 2xx). RTP packets and in-dialog requests inside the window are kept and moved
+        ``start`` seconds earlier, everything else after the INVITE is dropped; the call then
+        ends at the window's end (a later recorded BYE is replaced by the driver's own, RFC 3261
+        §15.1.1). The bridge paces audio by wall clock, so a long capture is shortened this
+        way rather than replayed faster. Requests before ``start`` (e.g. a re-INVITE that put
+        the call on hold) are not replayed. Raises :class:`ReplayError` for a negative
+        ``start`` or a ``duration`` that is not positive.
+        """
+        if not (start >= 0 and math.isfinite(start)):
+            raise ReplayError(f"start must be a non-negative number, not {start!r}")
+        if duration is not None and not (duration > 0 and math.isfinite(duration)):
+            raise ReplayError(f"duration must be a positive number, not {duration!r}")
+        origin = self.answer_time if self.answer_time is not None else 0.0
+        low = origin + start
+        high = low + duration if duration is not None else math.inf
+
+        def inside(time: float) -> bool:
+            return low <= time < high
+
+        packets = tuple(
+            RecordedPacket(p.time - start, p.stream, p.data) for p in self.packets if inside(p.time)
+        )
+        later = tuple(
+            RecordedRequest(r.time - start, r.request) for r in self.requests[1:] if inside(r.time)
+        )
+        counts = [0] * len(self.streams)
+        for packet in packets:
+            counts[packet.stream] += 1
+        return replace(
+            self,
+            requests=self.requests[:1] + later,
+            streams=tuple(replace(s, packets=n) for s, n in zip(self.streams, counts, strict=True)),
+            packets=packets,
+            end_time=max(origin, min(self.end_time, high) - start),
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,8 +352,9 @@ def _network(linktype: int, frame: bytes) -> Any:
     return packet if isinstance(packet, dpkt.ip.IP | dpkt.ip6.IP6) else None
 
 
-def _reassemble(capture: _Capture, key: tuple[Any, ...], offset: int, data: bytes,
-                more: bool) -> bytes | None:
+def _reassemble(
+    capture: _Capture, key: tuple[Any, ...], offset: int, data: bytes, more: bool
+) -> bytes | None:
     """IPv4 (RFC 791 §3.2) / IPv6 (RFC 8200 §4.5) fragment reassembly; the payload when whole."""
     pieces = capture.fragments.setdefault(key, [])
     pieces.append((offset, data, more))
@@ -334,7 +389,10 @@ def _transport_payload(capture: _Capture, ip: Any) -> tuple[int, Any] | None:
             return int(ip.p), ip.data
         raw = ip.data if isinstance(ip.data, bytes) else bytes(ip.data)
         whole = _reassemble(
-            capture, (ip.src, ip.dst, fragment.id, ip.p), fragment.frag_off * 8, raw,
+            capture,
+            (ip.src, ip.dst, fragment.id, ip.p),
+            fragment.frag_off * 8,
+            raw,
             bool(fragment.m_flag),
         )
         protocol = int(ip.p)
@@ -354,31 +412,14 @@ def _looks_like_sip(payload: bytes) -> bool:
     return _SIP_START.match(payload.lstrip(b"\r\n")[:64]) is not None
 
 
-def _bracket_ipv6(match: re.Match[bytes]) -> bytes:
-    """``fe80::1:5060`` → ``[fe80::1]:5060``; ``fe80::1`` → ``[fe80::1]``."""
-    text = match[2].decode("ascii")
-    for address, port in ((text, ""), (*text.rsplit(":", 1),)):
-        try:
-            ipaddress.IPv6Address(address)
-        except ValueError:
-            continue
-        return match[1] + f"[{address}]{':' + port if port else ''}".encode("ascii")
-    return match[0]
-
-
-def _add_sip(capture: _Capture, time: float, transport: Transport, src: Address, dst: Address,
-             data: bytes) -> None:
+def _add_sip(
+    capture: _Capture, time: float, transport: Transport, src: Address, dst: Address, data: bytes
+) -> None:
     try:
         message = parse_message(data)
     except SipParseError:
-        # Some captured UAs put unbracketed IPv6 addresses in Via; the replay rewrites Via
-        # anyway, so bracket them and try once more.
-        repaired = _BARE_IPV6_VIA.sub(_bracket_ipv6, data)
-        try:
-            message = parse_message(repaired)
-        except SipParseError:
-            capture.undecoded += 1
-            return
+        capture.undecoded += 1
+        return
     capture.sip.append(_Sip(time, transport, src, dst, message))
 
 
@@ -523,16 +564,21 @@ def load_call(pcap: Path) -> RecordedCall:
         raise ReplayError(
             f"{pcap}: no initial SIP INVITE in the capture ({capture.frames} frames, "
             f"{len(capture.sip)} SIP messages, {len(capture.datagrams)} other UDP datagrams, "
-            f"{len(capture.flows)} TCP flows)"
+            f"{len(capture.flows)} TCP flows); RTP without signalling replays with --wrap-rtp"
         )
     first_call_id = _call_id(first.message)
     # An INVITE challenged (401/407) or otherwise refused is retried with a higher CSeq and
     # still no To tag: the call starts with the attempt that was answered 2xx, if any.
-    attempts = [s for s in capture.sip
-                if _is_initial_invite(s.message) and _call_id(s.message) == first_call_id]
+    attempts = [
+        s
+        for s in capture.sip
+        if _is_initial_invite(s.message) and _call_id(s.message) == first_call_id
+    ]
     answered_cseqs = {
-        _cseq_of(s.message) for s in capture.sip
-        if isinstance(s.message, SipResponse) and s.message.status // 100 == 2
+        _cseq_of(s.message)
+        for s in capture.sip
+        if isinstance(s.message, SipResponse)
+        and s.message.status // 100 == 2
         and _call_id(s.message) == first_call_id
     }
     invite = next((s for s in attempts if _cseq_of(s.message) in answered_cseqs), first)
@@ -555,8 +601,11 @@ def load_call(pcap: Path) -> RecordedCall:
         cseq = _cseq_of(s.message)
         if isinstance(s.message, SipRequest) and from_src(s):
             key = (cseq, s.message.method, _branch(s.message))
-            if key in seen or (s.message.method == "INVITE" and s.message.to_tag is None
-                               and s.message is not invite.message):
+            if key in seen or (
+                s.message.method == "INVITE"
+                and s.message.to_tag is None
+                and s.message is not invite.message
+            ):
                 continue  # a retransmission (RFC 3261 §17.1.1.2) or another first attempt
             seen.add(key)
             requests.append(RecordedRequest(s.time - t0, s.message))
@@ -603,6 +652,229 @@ def load_call(pcap: Path) -> RecordedCall:
         streams=tuple(streams),
         packets=tuple(packets),
         end_time=max(ends),
+        sip_messages=len(capture.sip),
+        ignored_datagrams=len(capture.datagrams) - len(packets),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# RTP-only captures: a SIPREC INVITE synthesised around their streams (pure)
+
+
+@dataclass(slots=True)
+class _RtpFlow:
+    """The RTP datagrams one source address sent to one destination address."""
+
+    src: Address
+    dst: Address
+    packets: list[tuple[float, RtpHeader, bytes]] = field(default_factory=list)
+
+
+def _rtp_flows(capture: _Capture) -> list[_RtpFlow]:
+    """UDP flows carrying RTP (RFC 3550 §5.1), in order of their first packet; RTCP, STUN, DNS
+    and other datagrams that do not parse as RTP are left out, and so are flows with a
+    single RTP-looking datagram."""
+    flows: dict[tuple[Address, Address], _RtpFlow] = {}
+    for d in capture.datagrams:
+        if is_rtcp(d.payload):
+            continue
+        try:
+            header = parse_header(d.payload)
+        except RtpError:
+            continue
+        flow = flows.setdefault((d.src, d.dst), _RtpFlow(d.src, d.dst))
+        flow.packets.append((d.time, header, d.payload))
+    return [flow for flow in flows.values() if len(flow.packets) >= MIN_WRAPPED_PACKETS]
+
+
+def _rtpmap_of(payload_type: int, payloads: Sequence[bytes]) -> sdp.RtpMap | None:
+    """RFC 3551 Table 4 for static payload types; a dynamic one is taken for RFC 4733
+    ``telephone-event`` when every payload is one 4-octet event block (§2.3)."""
+    static = sdp.STATIC_PAYLOAD_TYPES.get(payload_type)
+    if static is not None:
+        return static
+    if payload_type >= 96 and all(len(p) == 4 for p in payloads):
+        return sdp.RtpMap(payload_type, "telephone-event", 8000)
+    return None
+
+
+def _ptime_ms(flow: _RtpFlow, rtpmaps: dict[int, sdp.RtpMap]) -> int | None:
+    """The most common timestamp step between consecutive audio packets, in ms (RFC 8866
+    §6.4); ``None`` when the flow has no two consecutive audio packets."""
+    counts: dict[int, int] = {}
+    previous: RtpHeader | None = None
+    for _, header, _ in flow.packets:
+        rtpmap = rtpmaps.get(header.payload_type)
+        if rtpmap is None or rtpmap.encoding in _NOT_AUDIO:
+            continue
+        if (
+            previous is not None
+            and header.ssrc == previous.ssrc
+            and (header.sequence - previous.sequence) & 0xFFFF == 1
+        ):
+            step = (header.timestamp - previous.timestamp) & 0xFFFFFFFF
+            ms = round(step * 1000 / rtpmap.clock_rate)
+            counts[ms] = counts.get(ms, 0) + 1
+        previous = header
+    ms = max(counts, key=counts.__getitem__, default=0)
+    return ms if 0 < ms <= 1000 else None
+
+
+def _recording_id(pcap: Path, what: str) -> str:
+    """A stable RFC 7865 §6 identifier: base64 of a UUID (RFC 4122 §4.3, name-based)."""
+    return base64.b64encode(uuid.uuid5(uuid.NAMESPACE_URL, f"{pcap.name}#{what}").bytes).decode()
+
+
+def _wrapped_media(flow: _RtpFlow, label: str) -> sdp.Media:
+    """The ``sendonly`` m-line offering what ``flow`` carries (RFC 3264 §5, RFC 4574 label)."""
+    types: dict[int, list[bytes]] = {}
+    for _, header, data in flow.packets:
+        types.setdefault(header.payload_type, []).append(
+            data[header.payload_offset : header.payload_end]
+        )
+    rtpmaps = {
+        pt: rtpmap
+        for pt, payloads in types.items()
+        if (rtpmap := _rtpmap_of(pt, payloads)) is not None
+    }
+    if all(m.encoding in _NOT_AUDIO for m in rtpmaps.values()):
+        # Events need an audio stream to belong to (RFC 4733 §2.1): offer PCMU first.
+        rtpmaps = {0: sdp.STATIC_PAYLOAD_TYPES[0], **rtpmaps}
+    attributes: list[tuple[str, str | None]] = [
+        ("rtpmap", f"{pt} {m.encoding}/{m.clock_rate}") for pt, m in rtpmaps.items()
+    ]
+    attributes += [
+        ("fmtp", f"{pt} 0-16") for pt, m in rtpmaps.items() if m.encoding == "telephone-event"
+    ]
+    ptime = _ptime_ms(flow, rtpmaps)
+    if ptime is not None:
+        attributes.append(("ptime", str(ptime)))
+    attributes += [("sendonly", None), ("label", label)]
+    family = "IP6" if ":" in flow.src[0] else "IP4"
+    return sdp.Media(
+        "audio",
+        flow.src[1],
+        None,
+        "RTP/AVP",
+        [str(pt) for pt in rtpmaps],
+        connection=sdp.Connection("IN", family, flow.src[0]),
+        attributes=attributes,
+    )
+
+
+def _wrapped_invite(pcap: Path, flows: Sequence[_RtpFlow]) -> SipRequest:
+    """A SIPREC INVITE (RFC 7866 §6.1): one labelled ``sendonly`` m-line per flow and RFC 7865
+    metadata in which flow *i* is sent by participant *i*."""
+    src, dst = flows[0].src, flows[0].dst
+    call_id = f"{uuid.uuid5(uuid.NAMESPACE_URL, pcap.name).hex}@wrapped.invalid"
+    session = _recording_id(pcap, "session")
+    media: list[sdp.Media] = []
+    participants: list[str] = []
+    for index, flow in enumerate(flows):
+        media.append(_wrapped_media(flow, str(index + 1)))
+        participant, stream = _recording_id(pcap, f"p{index}"), _recording_id(pcap, f"s{index}")
+        participants.append(
+            f'<participant participant_id="{participant}"><nameID aor="sip:rtp-{index + 1}@'
+            f'{_hostport(*flow.src)}"/></participant>'
+            f'<stream stream_id="{stream}" session_id="{session}"><label>{index + 1}</label>'
+            f'</stream><participantstreamassoc participant_id="{participant}"><send>{stream}'
+            f"</send></participantstreamassoc>"
+        )
+    description = sdp.SessionDescription(
+        0,
+        sdp.Origin("-", "1", "1", "IN", "IP6" if ":" in src[0] else "IP4", src[0]),
+        "-",
+        media=media,
+    )
+    metadata = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<recording xmlns="urn:ietf:params:xml:ns:recording:1"><datamode>complete</datamode>'
+        f'<session session_id="{session}"><sipSessionID>{call_id}</sipSessionID></session>'
+        + "".join(participants)
+        + "</recording>"
+    ).encode()
+    boundary = "wrapped-rtp-boundary"
+    body = b"".join(
+        [
+            f"--{boundary}\r\nContent-Type: {SDP_TYPE}\r\n\r\n".encode(),
+            sdp.serialize(description),
+            f"\r\n--{boundary}\r\nContent-Type: application/rs-metadata+xml\r\n"
+            "Content-Disposition: recording-session\r\n\r\n".encode(),
+            metadata,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    src_uri, dst_uri = f"sip:src@{_hostport(src[0], 5060)}", f"sip:srs@{_hostport(dst[0], 5060)}"
+    headers = Headers(
+        [
+            ("Via", f"SIP/2.0/UDP {_hostport(src[0], 5060)};branch=z9hG4bK-wrapped"),
+            ("Max-Forwards", "70"),
+            ("From", f"<{src_uri}>;tag=wrapped"),
+            ("To", f"<{dst_uri}>"),
+            ("Call-ID", call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", f"<{src_uri}>;+sip.src"),
+            ("Require", "siprec"),
+            ("Content-Type", f"multipart/mixed;boundary={boundary}"),
+        ]
+    )
+    return SipRequest("INVITE", dst_uri, headers, body)
+
+
+def wrap_rtp(pcap: Path) -> RecordedCall:
+    """A SIPREC call synthesised around the RTP of a capture without signalling.
+
+    Every UDP flow (source address → destination address) with RTP becomes one offered
+    m-line, in order of first appearance, labelled ``1``, ``2``...: its payload types (static
+    ones by RFC 3551 Table 4, dynamic ones taken for RFC 4733 ``telephone-event`` when they
+    look like it, others left out of the offer), ``a=ptime`` from its timestamp steps,
+    ``sendonly``; RFC 7865 metadata names one participant per flow as its sender. The INVITE
+    is sent at the time of the first RTP packet; every datagram of a flow is replayed as
+    captured, payload types left out of the offer included. Any SIP in the capture is ignored.
+    Raises :class:`ReplayError` when the capture cannot be read or carries no RTP.
+    """
+    capture = _scan(pcap)
+    flows = _rtp_flows(capture)
+    if not flows:
+        raise ReplayError(
+            f"{pcap}: no RTP flow in the capture ({capture.frames} frames, "
+            f"{len(capture.datagrams)} UDP datagrams)"
+        )
+    invite = parse_message(_wrapped_invite(pcap, flows).to_bytes())
+    assert isinstance(invite, SipRequest)  # we built it
+    t0 = min(flow.packets[0][0] for flow in flows)
+    packets = sorted(
+        (
+            RecordedPacket(time - t0, index, data)
+            for index, flow in enumerate(flows)
+            for time, _, data in flow.packets
+        ),
+        key=lambda p: p.time,
+    )
+    streams = tuple(
+        RecordedStream(
+            index=index,
+            label=str(index + 1),
+            offered_port=flow.src[1],
+            answered_port=flow.dst[1],
+            packets=len(flow.packets),
+            ssrcs=tuple(dict.fromkeys(header.ssrc for _, header, _ in flow.packets)),
+        )
+        for index, flow in enumerate(flows)
+    )
+    return RecordedCall(
+        pcap=pcap,
+        transport="udp",
+        src=(flows[0].src[0], 5060),
+        srs=(flows[0].dst[0], 5060),
+        call_id=invite.call_id,
+        invite=invite,
+        requests=(RecordedRequest(0.0, invite),),
+        answer_time=None,
+        answer=None,
+        streams=streams,
+        packets=tuple(packets),
+        end_time=packets[-1].time + WRAPPED_TAIL,
         sip_messages=len(capture.sip),
         ignored_datagrams=len(capture.datagrams) - len(packets),
     )
@@ -761,8 +1033,9 @@ def _rewrite_body(content_type: str | None, body: bytes, host: str, ports: Seque
     return b"".join(out)
 
 
-def _media_targets(answer: sdp.SessionDescription, default_host: str,
-                   count: int) -> list[Address | None]:
+def _media_targets(
+    answer: sdp.SessionDescription, default_host: str, count: int
+) -> list[Address | None]:
     """Where to send m-line *i*: the answer's m-line *i* (RFC 3264 §6), ``None`` if rejected."""
     targets: list[Address | None] = []
     for index in range(count):
@@ -955,16 +1228,18 @@ class CallDriver:
     def _via(self, branch: str) -> str:
         return f"SIP/2.0/{self._transport.upper()} {_hostport(*self._local)};branch={branch};rport"
 
-    def _headers(self, recorded: SipRequest, branch: str, to: str, cseq: int,
-                 method: str) -> Headers:
+    def _headers(
+        self, recorded: SipRequest, branch: str, to: str, cseq: int, method: str
+    ) -> Headers:
         """The recorded headers with the transaction and dialog fields replaced (§8.1.1)."""
         headers = Headers([("Via", self._via(branch))])
         for name, value in recorded.headers.items():
             if name.lower() not in ("via", "route", "record-route", "content-length"):
                 headers.add(name, value)
         # The dialog's local URI is the INVITE's From (RFC 3261 §12.2.1.1).
-        headers.set("From", self._name_addr(self.call.invite.headers.get("From"),
-                                            tag=self._from_tag))
+        headers.set(
+            "From", self._name_addr(self.call.invite.headers.get("From"), tag=self._from_tag)
+        )
         headers.set("To", to)
         headers.set("Call-ID", self.call_id)
         headers.set("CSeq", f"{cseq} {method}")
@@ -981,8 +1256,17 @@ class CallDriver:
         to = self._name_addr(self.call.invite.headers.get("To"), tag=self._remote_tag)
         self._send_request(recorded, method, uri, to, self._cseq, now)
 
-    def _send_request(self, recorded: SipRequest, method: str, uri: str, to: str, cseq: int,
-                      now: float, *, initial: bool = False) -> None:
+    def _send_request(
+        self,
+        recorded: SipRequest,
+        method: str,
+        uri: str,
+        to: str,
+        cseq: int,
+        now: float,
+        *,
+        initial: bool = False,
+    ) -> None:
         branch = f"z9hG4bK{_token()}"
         headers = self._headers(recorded, branch, to, cseq, method)
         body = _rewrite_body(
@@ -1033,29 +1317,34 @@ class CallDriver:
                 self._remote_target = None
         headers = Headers([("Via", self._via(f"z9hG4bK{_token()}" if success else branch))])
         headers.add("Max-Forwards", "70")
-        headers.add("From", self._name_addr(self.call.invite.headers.get("From"),
-                                             tag=self._from_tag))
+        headers.add(
+            "From", self._name_addr(self.call.invite.headers.get("From"), tag=self._from_tag)
+        )
         headers.add("To", response.headers.get("To") or "")
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{tx.cseq} ACK")
-        uri = self._remote_target if success and self._remote_target else (
-            _with_hostport(self.call.invite.uri, _hostport(*self._target))
-            or f"sip:{_hostport(*self._target)}"
+        uri = (
+            self._remote_target
+            if success and self._remote_target
+            else (
+                _with_hostport(self.call.invite.uri, _hostport(*self._target))
+                or f"sip:{_hostport(*self._target)}"
+            )
         )
         ack = SipRequest("ACK", uri, headers).to_bytes()
         if success:
             self._acks[tx.cseq] = ack
         self._outbox.append(ack)
 
-    def _completed(self, tx: _ClientTransaction, status: int, response: SipResponse | None,
-                   now: float) -> None:
+    def _completed(
+        self, tx: _ClientTransaction, status: int, response: SipResponse | None, now: float
+    ) -> None:
         self.statuses.append((tx.method, status))
         success = 200 <= status < 300
         if success and response is not None and tx.method in ("INVITE", "UPDATE"):
             answer = _sdp_of(response)
             if answer is not None:
-                self.media_targets = _media_targets(answer, self._target[0],
-                                                    len(self._rtp_ports))
+                self.media_targets = _media_targets(answer, self._target[0], len(self._rtp_ports))
             elif tx.initial:
                 self.error = "the 2xx to the INVITE carries no SDP answer"
         if tx.initial:
@@ -1109,6 +1398,8 @@ class CallReport:
 class ReplayResult:
     pcap: Path
     calls: tuple[CallReport, ...]
+    call: RecordedCall
+    """What was replayed: the capture's call after wrapping and cutting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1300,6 +1591,44 @@ class _Scheduler:
             await self.waker.sleep_until(self._heap[0][0] if self._heap else None)
 
 
+def _stream_writer(
+    loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, segment: int | None
+) -> Callable[[bytes], None]:
+    """Write SIP messages to a TCP connection, whole or cut into ``segment``-byte pieces.
+
+    Pieces are written one per event-loop iteration with Nagle's algorithm off, so they leave
+    as separate TCP segments, the way captured SRCs split large messages (QUIRKS.md #7): the
+    receiver must frame by ``Content-Length`` (RFC 3261 §18.3).
+    """
+    if segment is None:
+
+        def write(data: bytes) -> None:
+            if not transport.is_closing():
+                transport.write(data)
+
+        return write
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pending: deque[bytes] = deque()
+
+    def pump() -> None:
+        if pending and not transport.is_closing():
+            transport.write(pending.popleft())
+            if pending:
+                loop.call_soon(pump)
+        else:
+            pending.clear()
+
+    def write_pieces(data: bytes) -> None:
+        idle = not pending
+        pending.extend(data[i : i + segment] for i in range(0, len(data), segment))
+        if idle:
+            pump()
+
+    return write_pieces
+
+
 async def _open_run(
     scheduler: _Scheduler,
     index: int,
@@ -1309,6 +1638,7 @@ async def _open_run(
     transport: Transport,
     local_host: str,
     call_id: str,
+    tcp_segment: int | None,
 ) -> _Run:
     loop = asyncio.get_running_loop()
     closers: list[asyncio.BaseTransport] = []
@@ -1337,20 +1667,21 @@ async def _open_run(
             closers.append(sip_udp)
             local = sip_udp.get_extra_info("sockname")
 
-            def send_sip(data: bytes) -> None:
+            def send_datagram(data: bytes) -> None:
                 sip_udp.sendto(data, target)
+
+            send_sip: Callable[[bytes], None] = send_datagram
 
         else:
             sip_tcp, _ = await loop.create_connection(
-                lambda: _SipStream(on_message, on_lost), target[0], target[1],
+                lambda: _SipStream(on_message, on_lost),
+                target[0],
+                target[1],
                 local_addr=(local_host, 0),
             )
             closers.append(sip_tcp)
             local = sip_tcp.get_extra_info("sockname")
-
-            def send_sip(data: bytes) -> None:
-                if not sip_tcp.is_closing():
-                    sip_tcp.write(data)
+            send_sip = _stream_writer(loop, sip_tcp, tcp_segment)
 
     except OSError as exc:
         for closer in closers:
@@ -1372,7 +1703,7 @@ async def _open_run(
 
 
 async def replay(
-    pcap: Path,
+    pcap: Path | RecordedCall,
     target: tuple[str, int],
     *,
     transport: Literal["udp", "tcp"] = "udp",
@@ -1380,21 +1711,39 @@ async def replay(
     speed: float = 1.0,
     calls: int = 1,
     call_id_suffix: str = "",
+    wrap: bool = False,
+    start: float = 0.0,
+    max_duration: float | None = None,
+    tcp_segment: int | None = None,
 ) -> ReplayResult:
     """Replay the call of ``pcap`` ``calls`` times concurrently against the bridge at ``target``.
 
+    ``pcap`` is a capture file, or a call already read by :func:`prepare_call` (reading a large
+    capture takes a while; a caller that starts several replays at once reads them first).
+
     Each copy gets its own Call-ID (``<random>-<n><call_id_suffix>``) and sockets on
     ``local_host``; the copies' INVITEs are spread over :data:`START_SPREAD` seconds, at most
-    :data:`MAX_CALL_RATE` per second. Returns when every copy has ended (BYE answered, timed
-    out, or ended by the bridge). Raises :class:`ReplayError` when the capture has no INVITE,
-    sockets cannot be opened, or the bridge rejects or does not answer an INVITE within
-    :data:`ANSWER_TIMEOUT` (``exc.result`` then holds the reports of all copies).
+    :data:`MAX_CALL_RATE` per second. ``wrap`` replays the RTP of a capture without signalling
+    inside a synthesised SIPREC INVITE (:func:`wrap_rtp`); ``start`` and ``max_duration`` cut
+    the media to a window (:meth:`RecordedCall.excerpt`); ``tcp_segment`` cuts every SIP
+    message sent over TCP into segments of at most that many bytes. Returns when every copy
+    has ended (BYE answered, timed out, or ended by the bridge). Raises :class:`ReplayError`
+    when the capture has no INVITE (or, with ``wrap``, no RTP), sockets cannot be opened, or
+    the bridge rejects or does not answer an INVITE within :data:`ANSWER_TIMEOUT`
+    (``exc.result`` then holds the reports of all copies).
     """
     if not (speed > 0 and math.isfinite(speed)):
         raise ReplayError(f"speed must be a positive number, not {speed!r}")
     if calls < 1:
         raise ReplayError(f"calls must be at least 1, not {calls!r}")
-    call = await asyncio.to_thread(load_call, Path(pcap))
+    if tcp_segment is not None and tcp_segment < 1:
+        raise ReplayError(f"tcp_segment must be at least 1, not {tcp_segment!r}")
+    if not isinstance(pcap, RecordedCall):
+        call = await asyncio.to_thread(prepare_call, Path(pcap), wrap, start, max_duration)
+    elif wrap:
+        raise ReplayError("wrap applies to a capture file, not to a call already read")
+    else:
+        call = pcap.excerpt(start, max_duration) if start or max_duration is not None else pcap
     loop = asyncio.get_running_loop()
     scheduler = _Scheduler(loop, call, speed)
     stem = secrets.token_hex(6)
@@ -1402,8 +1751,14 @@ async def replay(
         for index in range(calls):
             scheduler.runs.append(
                 await _open_run(
-                    scheduler, index, call, target=target, transport=transport,
-                    local_host=local_host, call_id=f"{stem}-{index}{call_id_suffix}",
+                    scheduler,
+                    index,
+                    call,
+                    target=target,
+                    transport=transport,
+                    local_host=local_host,
+                    call_id=f"{stem}-{index}{call_id_suffix}",
+                    tcp_segment=tcp_segment,
                 )
             )
         # Spread the copies over (at least) one packet interval: real calls start at random
@@ -1418,12 +1773,26 @@ async def replay(
         for run in scheduler.runs:
             for closer in run.closers:
                 closer.close()
-    result = ReplayResult(Path(pcap), tuple(_report(call, run) for run in scheduler.runs))
+    result = ReplayResult(call.pcap, tuple(_report(call, run) for run in scheduler.runs), call)
     failed = [report for report in result.calls if report.error is not None]
     if failed:
         details = "; ".join(f"{report.call_id}: {report.error}" for report in failed)
-        raise ReplayError(f"{pcap}: {len(failed)} of {calls} call(s) failed: {details}", result)
+        raise ReplayError(
+            f"{call.pcap}: {len(failed)} of {calls} call(s) failed: {details}", result
+        )
     return result
+
+
+def prepare_call(
+    pcap: Path, wrap: bool = False, start: float = 0.0, max_duration: float | None = None
+) -> RecordedCall:
+    """:func:`load_call` (or :func:`wrap_rtp` with ``wrap``), cut by
+    :meth:`RecordedCall.excerpt` when ``start`` or ``max_duration`` is given: what
+    :func:`replay` sends."""
+    call = wrap_rtp(pcap) if wrap else load_call(pcap)
+    if start or max_duration is not None:
+        call = call.excerpt(start, max_duration)
+    return call
 
 
 def _report(call: RecordedCall, run: _Run) -> CallReport:
@@ -1478,23 +1847,76 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not (number >= 0 and math.isfinite(number)):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}")
+    return number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``siprec-bridge replay``."""
     parser.add_argument("pcap", type=Path, metavar="FILE.pcap", help="capture with the call")
-    parser.add_argument("--target", type=_target, metavar="HOST:PORT",
-                        help="SIP address of the bridge (required unless --show)")
-    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp",
-                        help="SIP transport (default udp)")
-    parser.add_argument("--calls", type=_positive_int, default=1, metavar="N",
-                        help="concurrent copies of the call (default 1)")
-    parser.add_argument("--speed", type=_positive_float, default=1.0, metavar="X",
-                        help="pace factor: 2 replays twice as fast (default 1)")
-    parser.add_argument("--local-host", default="127.0.0.1", metavar="HOST",
-                        help="address to bind SIP and RTP sockets to (default 127.0.0.1)")
-    parser.add_argument("--call-id-suffix", default="", metavar="TEXT",
-                        help="appended to every generated Call-ID")
-    parser.add_argument("--show", action="store_true",
-                        help="print what the capture holds and exit without sending")
+    parser.add_argument(
+        "--target",
+        type=_target,
+        metavar="HOST:PORT",
+        help="SIP address of the bridge (required unless --show)",
+    )
+    parser.add_argument(
+        "--transport", choices=("udp", "tcp"), default="udp", help="SIP transport (default udp)"
+    )
+    parser.add_argument(
+        "--calls",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="concurrent copies of the call (default 1)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        metavar="X",
+        help="pace factor: 2 replays twice as fast (default 1)",
+    )
+    parser.add_argument(
+        "--local-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to bind SIP and RTP sockets to (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--call-id-suffix", default="", metavar="TEXT", help="appended to every generated Call-ID"
+    )
+    parser.add_argument(
+        "--wrap-rtp",
+        action="store_true",
+        help="the capture has RTP but no SIP: send its RTP flows inside a "
+        "synthesised SIPREC INVITE (one labelled m-line per flow)",
+    )
+    parser.add_argument(
+        "--start",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="skip the first S seconds of media (default 0)",
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=_positive_float,
+        metavar="S",
+        help="replay at most S seconds of media, then hang up",
+    )
+    parser.add_argument(
+        "--tcp-segment",
+        type=_positive_int,
+        metavar="BYTES",
+        help="with --transport tcp: send SIP messages in segments of BYTES",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print what the capture holds and exit without sending"
+    )
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -1504,7 +1926,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     """
     try:
         if args.show:
-            print(load_call(args.pcap).summary())
+            print(prepare_call(args.pcap, args.wrap_rtp, args.start, args.max_duration).summary())
             return 0
         if args.target is None:
             print("siprec-bridge replay: --target HOST:PORT is required", file=sys.stderr)
@@ -1518,6 +1940,10 @@ def main_from_args(args: argparse.Namespace) -> int:
                 speed=args.speed,
                 calls=args.calls,
                 call_id_suffix=args.call_id_suffix,
+                wrap=args.wrap_rtp,
+                start=args.start,
+                max_duration=args.max_duration,
+                tcp_segment=args.tcp_segment,
             )
         )
     except ReplayError as exc:
@@ -1526,6 +1952,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     for report in result.calls:
         statuses = " ".join(f"{method}={status}" for method, status in report.statuses)
         packets = " ".join(f"{label}={count}" for label, count in report.packets_sent.items())
-        print(f"{report.call_id}: {statuses}; RTP {packets}; {report.duration:.2f}s"
-              + ("; ended by the bridge" if report.remote_bye else ""))
+        print(
+            f"{report.call_id}: {statuses}; RTP {packets}; {report.duration:.2f}s"
+            + ("; ended by the bridge" if report.remote_bye else "")
+        )
     return 0

@@ -15,6 +15,7 @@ Everything here is pure: bytes in, objects out.  The only exception raised for b
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +150,12 @@ _BLANK_LINE_RE: Final = re.compile(rb"\r?\n\r?\n")
 _VIA_RE: Final = re.compile(
     r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)(?:\s*:\s*([0-9]{1,5}))?\s*(.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+# The same with an unbracketed IPv6 sent-by, as some UAs send (heplify's sip_ipv6_udp.pcap:
+# "SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060"); RFC 3261 §25.1 wants "[...]".
+_BARE_IPV6_VIA_RE: Final = re.compile(
+    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([0-9A-Fa-f]*:[0-9A-Fa-f:.]*)\s*(.*)",
     re.IGNORECASE | re.DOTALL,
 )
 # CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16), number < 2**31.
@@ -374,12 +381,39 @@ def parse_params(text: str) -> dict[str, str | None]:
     return params
 
 
+def _split_bare_ipv6(text: str) -> tuple[str, str | None] | None:
+    """``fe80::1`` → (``fe80::1``, None); ``fe80:0:0:0:0:0:0:1:5060`` → (..., ``5060``).
+
+    The whole text is taken as the address when it is one, else its last group as the port;
+    ``None`` when neither reading is an IPv6 address (RFC 4291 §2.2).
+    """
+    if _is_ipv6(text):
+        return text, None
+    address, _, port = text.rpartition(":")
+    valid = _is_digits(port) and len(port) <= 5 and _is_ipv6(address)
+    return (address, port) if valid else None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value ``SIP/2.0/UDP host[:port];params`` (RFC 3261 §20.42, RFC 3581)."""
-    m = _VIA_RE.fullmatch(value)
-    if m is None:
-        raise SipParseError(f"malformed Via header {value[:60]!r}")
-    transport, host, port_text, rest = m.groups()
+    bare = _BARE_IPV6_VIA_RE.fullmatch(value)
+    split = _split_bare_ipv6(bare[2]) if bare is not None else None
+    if bare is not None and split is not None:
+        transport, rest = bare[1], bare[3]
+        host, port_text = split
+    else:
+        m = _VIA_RE.fullmatch(value)
+        if m is None:
+            raise SipParseError(f"malformed Via header {value[:60]!r}")
+        transport, host, port_text, rest = m.groups()
     rest = rest.strip()
     if rest.startswith("("):  # trailing comment, RFC 3261 §25.1 allows none but some UAs do
         rest = ""
