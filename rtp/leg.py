@@ -344,6 +344,13 @@ class Leg:
         stats.ntp_lead_ms = self._lead * 1000 / self._clock
         return stats
 
+    def relatch(self, expected_host: str | None) -> None:
+        """The SRC moved the stream (a re-offer with a new address or port, RFC 3264 §8.3.1):
+        accept the next packet from ``expected_host`` as the new source. Counters, the
+        timeline position and the jitter buffer are kept."""
+        self._expected_host = None if expected_host in _WILDCARD_HOSTS else expected_host
+        self._source = None
+
     @property
     def last_index(self) -> int | None:
         """Highest frame index containing received audio (``None`` before any)."""

@@ -10,8 +10,8 @@ Calling protocol::
     serialize(answer)                                # body of the 200 OK
 
 Answer rules: one m-line per offered m-line, same order, media type and proto (RFC 3264 §6);
-rejected lines get port 0 and the first offered format; accepted audio lines carry one codec
-(the first offered format we support: the offerer's preference) plus ``telephone-event`` with
+rejected lines get port 0 and the first offered format; accepted audio lines carry every offered
+codec we decode, in the offer's order (the offerer's preference; SRCs may send any of them) plus ``telephone-event`` with
 the offered payload type and fmtp (RFC 4733 §7.1.1); comfort noise is not answered; the
 direction is reversed for a recorder that only receives (RFC 3264 §6.1: sendonly/sendrecv →
 recvonly, recvonly/inactive → inactive); ``a=label`` is always echoed so SRCs can match answer
@@ -95,6 +95,9 @@ class NegotiatedStream:
     accepted: bool
     local_port: int
     codec: Codec | None
+    """The preferred codec (the first of :attr:`codecs`)."""
+    codecs: tuple[Codec, ...]
+    """Every codec of the answer, in the offer's order: the SRC may send any of them."""
     dtmf_payload_type: int | None
     cn_payload_types: frozenset[int]
     remote_address: str | None
@@ -110,16 +113,28 @@ class NegotiatedStream:
     """``a=rtcp-mux`` offered and echoed: RTCP arrives on the RTP port (RFC 5761 §5.1.1)."""
 
 
-def _choose_codec(m: Media, supported: Sequence[str]) -> Codec | None:
+def _choose_codecs(m: Media, supported: Sequence[str]) -> tuple[Codec, ...]:
+    """Every offered format we decode, in the offer's order (the offerer's preference).
+
+    All of them go into the answer (RFC 3264 §6.1): an SRC may switch between the formats of
+    the answer at any time, and some send whatever they like best regardless of our order.
+    They share the first one's RTP clock rate (a ``Leg`` decodes one clock)."""
     wanted = {name.upper() for name in supported}
-    for rtpmap in m.rtpmaps().values():
+    rtpmaps = m.rtpmaps()
+    codecs: list[Codec] = []
+    for fmt in m.formats:
+        rtpmap = rtpmaps.get(int(fmt)) if fmt.isdigit() else None
+        if rtpmap is None:
+            continue
         name = rtpmap.encoding.upper()
         if name not in wanted or (rtpmap.channels or 1) != 1:
             continue
         if _KNOWN_CLOCK.get(name, rtpmap.clock_rate) != rtpmap.clock_rate:
             continue
-        return Codec(rtpmap.payload_type, name, rtpmap.clock_rate, 1)
-    return None
+        if codecs and rtpmap.clock_rate != codecs[0].clock_rate:
+            continue
+        codecs.append(Codec(rtpmap.payload_type, name, rtpmap.clock_rate, 1))
+    return tuple(codecs)
 
 
 def _session_params_ok(params: Sequence[str]) -> bool:
@@ -149,8 +164,8 @@ def _choose_crypto(m: Media, srtp_suites: Collection[str]) -> Crypto | None:
 
 def _usable(
     m: Media, supported: Sequence[str], srtp: SrtpPolicy, srtp_suites: Collection[str]
-) -> tuple[Codec, Crypto | None] | None:
-    """Codec (and the offered crypto line, for SRTP) to receive ``m`` with; ``None`` when the
+) -> tuple[tuple[Codec, ...], Crypto | None] | None:
+    """Codecs (and the offered crypto line, for SRTP) to receive ``m`` with; ``None`` when the
     line is not acceptable under the policy."""
     if m.media.lower() != "audio" or m.port == 0:
         return None
@@ -165,8 +180,8 @@ def _usable(
             return None
     else:
         return None
-    codec = _choose_codec(m, supported)
-    return None if codec is None else (codec, crypto)
+    codecs = _choose_codecs(m, supported)
+    return (codecs, crypto) if codecs else None
 
 
 def _check_policy(srtp: str) -> None:
@@ -242,13 +257,15 @@ def build_answer(
         direction = offer.direction_of(m)
         ptime = m.ptime if m.ptime is not None else parse_ptime(offer.attribute("ptime"))
         usable = _usable(m, supported, srtp, srtp_suites) if port else None
-        codec, crypto = usable if usable is not None else (None, None)
+        codecs, crypto = usable if usable is not None else ((), None)
+        codec = codecs[0] if codecs else None
         stream = NegotiatedStream(
             index=index,
             label=m.label,
             accepted=codec is not None,
             local_port=port if codec is not None else 0,
             codec=codec,
+            codecs=codecs,
             dtmf_payload_type=None,
             cn_payload_types=frozenset(),
             remote_address=remote,
@@ -278,16 +295,16 @@ def _rejected(m: Media) -> Media:
 
 def _accepted(m: Media, stream: NegotiatedStream, codec: Codec) -> Media:
     rtpmaps = m.rtpmaps()
-    formats = [str(codec.payload_type)]
-    attributes: list[Attribute] = [
-        (
-            "rtpmap",
-            f"{codec.payload_type} {rtpmaps[codec.payload_type].encoding}/{codec.clock_rate}",
-        ),
-    ]
-    codec_fmtp = m.fmtp(codec.payload_type)
-    if codec_fmtp:
-        attributes.append(("fmtp", f"{codec.payload_type} {codec_fmtp}"))
+    formats: list[str] = []
+    attributes: list[Attribute] = []
+    for c in stream.codecs:
+        formats.append(str(c.payload_type))
+        attributes.append(
+            ("rtpmap", f"{c.payload_type} {rtpmaps[c.payload_type].encoding}/{c.clock_rate}")
+        )
+        codec_fmtp = m.fmtp(c.payload_type)
+        if codec_fmtp:
+            attributes.append(("fmtp", f"{c.payload_type} {codec_fmtp}"))
     # RFC 4733 §7.1.1: telephone-event at the codec's RTP clock rate, same PT as offered.
     dtmf = next(
         (r for r in _by_encoding(rtpmaps, "telephone-event") if r.clock_rate == codec.clock_rate),

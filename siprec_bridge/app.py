@@ -11,6 +11,7 @@ RTP sockets are bound before the answer goes out, so no early packet is lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from .logs import call_context
 from .media import MediaTicker, RtpSocketPool
 from .metrics import Endpoints, HttpServer, Metrics
 from .outputs import OutputFactory, check_targets
+from .routing import route_call
 from .settings import ResolvedTarget, Settings, split_host_port
 from .sip.events import Event, MalformedMessage
 from .sip.transport import SipServer
@@ -104,6 +106,8 @@ class Bridge:
             timeout=media.timeout_s, hold_timeout=media.hold_timeout_s, stall=media.stall_s
         )
         self._watch: asyncio.TimerHandle | None = None
+        # Ended calls still receiving (linger), finished when their timer fires or at stop().
+        self._lingering: dict[DialogId, tuple[asyncio.TimerHandle, ActiveCall, str]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,6 +129,7 @@ class Bridge:
             media_host=s.media_host,
             srtp=s.rtp.srtp,
             srtp_suites=SUPPORTED_SUITES,
+            router=functools.partial(route_call, s),  # [[routes]]: targets and SRTP policy
         )
         self._watch = self._loop.call_later(WATCH_INTERVAL, self._check_media)
         self._sip = SipServer(ua, self.on_sip_events, clock=clock)
@@ -183,7 +188,7 @@ class Bridge:
         log.info("draining: %d call(s) in progress, waiting up to %.0f s", len(self.calls), timeout)
         assert self._loop is not None
         deadline = self._loop.time() + timeout
-        while self.calls and self._loop.time() < deadline:
+        while (self.calls or self._lingering) and self._loop.time() < deadline:
             await asyncio.sleep(0.1)
         await self.stop()
 
@@ -194,6 +199,9 @@ class Bridge:
         self._stopping = True
         self.pool.linger = self.pool.cooldown = 0.0
         self._apply(self._srs.end_all(self._now()))
+        for handle, active, reason in list(self._lingering.values()):
+            handle.cancel()  # the loop ends: finish now, or the consumer never gets `stop`
+            self._finish(active, reason)
         self._sip.flush()
         await asyncio.sleep(0.05)  # let BYEs deferred until an ACK leave before closing
         while self._tasks:
@@ -259,14 +267,20 @@ class Bridge:
         if active is None:
             return
         call = active.call
-        for leg in update.changed:  # new codec, source or keys: a fresh Leg on the timeline
+        for leg in update.changed:  # new codecs: a fresh Leg (decoders) on the same timeline
             info = call.leg_for(leg.key)
             if info is not None:
                 self.metrics.retire(legs=[info.leg])
+                info.carried.append(info.leg.stats)
                 info.leg = self._new_leg(call.timeline, leg, call.sample_rate)
                 info.codec = leg.codec
                 self.metrics.track(legs=[info.leg])
                 self._spawn(self._attach(active, [info]))
+        for leg in update.moved:  # same media from elsewhere, or a new SRTP key
+            info = call.leg_for(leg.key)
+            if info is not None:
+                info.leg.relatch(self._expected_host(leg))
+                info.leg.srtp = _srtp_receiver(leg)
         for leg in update.removed:
             call.remove_leg(leg.key)
         if update.paused:
@@ -330,13 +344,15 @@ class Bridge:
         self.watchdog.forget(session.dialog_id)
         active.call.ending = True
         if self.linger > 0 and not self._stopping:
-            self._loop.call_later(self.linger, self._finish, active, reason)
+            handle = self._loop.call_later(self.linger, self._finish, active, reason)
+            self._lingering[session.dialog_id] = (handle, active, reason)
         else:
             self._finish(active, reason)
 
     def _finish(self, active: ActiveCall, reason: str) -> None:
         assert self._ticker is not None
         session = active.session
+        self._lingering.pop(session.dialog_id, None)
         self._ticker.remove(active.call)
         active.call.finish(_stop_reason(reason))
         self.metrics.retire(legs=[info.leg for info in active.call.legs])
@@ -365,24 +381,24 @@ class Bridge:
     # -- media construction ----------------------------------------------------------------
     def _new_leg(self, timeline: Timeline, leg: RecordedLeg, out_rate: int) -> Leg:
         stream = leg.stream
-        assert stream.codec is not None
-        host = stream.remote_address
-        crypto = stream.remote_crypto
-        srtp = None
-        if crypto is not None:
-            key = crypto.key
-            srtp = SrtpReceiver(crypto.suite, key.key_b64, mki=key.mki, mki_length=key.mki_length)
-        latch_sdp = self.settings.rtp.latching == "sdp"
         return Leg(
             timeline,
-            payload_types={stream.codec.payload_type: stream.codec.encoding},
+            payload_types={c.payload_type: c.encoding for c in stream.codecs},
             out_rate=out_rate,
             dtmf_payload_type=stream.dtmf_payload_type,
             cn_payload_types=stream.cn_payload_types,
             target_delay_ms=self.settings.rtp.target_delay_ms,
-            expected_host=host if latch_sdp and host not in (None, "0.0.0.0", "::") else None,
-            srtp=srtp,
+            expected_host=self._expected_host(leg),
+            srtp=_srtp_receiver(leg),
         )
+
+    def _expected_host(self, leg: RecordedLeg) -> str | None:
+        """Media is accepted from the SDP address (``rtp.latching = "sdp"``), or from the first
+        source that sends (``"first"``, for SRCs behind NAT)."""
+        host = leg.stream.remote_address
+        if self.settings.rtp.latching != "sdp" or host in (None, "0.0.0.0", "::"):
+            return None
+        return host
 
     def _leg_info(self, call: RecordingCall, leg: RecordedLeg, channel: int) -> LegInfo:
         return LegInfo(
@@ -398,7 +414,8 @@ class Bridge:
 
     def _build_call(self, session: RecordingSession) -> RecordingCall:
         recorded = list(session.legs.values())
-        out_rate = 16000 if any(leg.codec == "G722" for leg in recorded) else 8000
+        g722 = any(c.encoding == "G722" for leg in recorded for c in leg.stream.codecs)
+        out_rate = 16000 if g722 else 8000
         frame_ms = self.settings.media.frame_ms
         timeline = Timeline(frame_ms=frame_ms)
         legs = [
@@ -467,6 +484,14 @@ class Bridge:
         for sender in senders:
             if sender.spool_path is not None:
                 self.metrics.call_spooled()
+
+
+def _srtp_receiver(leg: RecordedLeg) -> SrtpReceiver | None:
+    crypto = leg.stream.remote_crypto
+    if crypto is None:
+        return None
+    key = crypto.key
+    return SrtpReceiver(crypto.suite, key.key_b64, mki=key.mki, mki_length=key.mki_length)
 
 
 def _paused(session: RecordingSession, key: str) -> bool:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
-from rtp.leg import Leg, Timeline
+from rtp.leg import Leg, LegStats, Timeline
 from ws_out.dialects.base import (
     AudioFrame,
     CloseInfo,
@@ -31,6 +31,22 @@ from ws_out.native import Participant, StopReason, StreamStats
 from .audio import OutputShaper
 
 log = logging.getLogger(__name__)
+
+#: LegStats counters added up over the legs of a stream.
+_SUMMED = (
+    "packets",
+    "bytes",
+    "lost",
+    "late",
+    "duplicates",
+    "bad",
+    "wrong_payload_type",
+    "wrong_source",
+    "dtmf_events",
+    "concealed_frames",
+    "srtp_errors",
+    "sender_reports",
+)
 
 
 class Sink(Protocol):
@@ -54,6 +70,8 @@ class LegInfo:
     codec: str
     leg: Leg
     removed: bool = False
+    carried: list[LegStats] = field(default_factory=list)
+    """Counters of the legs this stream had before a codec change replaced its ``Leg``."""
 
 
 @dataclass
@@ -280,7 +298,11 @@ class RecordingCall:
 
     @staticmethod
     def leg_stats(info: LegInfo) -> StreamStats:
-        s = info.leg.stats
+        """The stream's counters over all the ``Leg`` objects it had (``jitter_ms``: the last)."""
+        s = replace(info.leg.stats)
+        for old in info.carried:
+            for name in _SUMMED:
+                setattr(s, name, getattr(s, name) + getattr(old, name))
         return StreamStats(
             label=info.label,
             packets=s.packets,

@@ -599,6 +599,7 @@ def _update_changes(event: SessionUpdated) -> list[str]:
             ("added", event.added),
             ("removed", event.removed),
             ("changed", event.changed),
+            ("moved", event.moved),
             ("paused", event.paused),
             ("resumed", event.resumed),
         )

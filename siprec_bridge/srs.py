@@ -184,6 +184,9 @@ class SessionUpdated:
     added: list[RecordedLeg] = field(default_factory=list)
     removed: list[RecordedLeg] = field(default_factory=list)
     changed: list[RecordedLeg] = field(default_factory=list)
+    """New codecs or DTMF payload type: the stream needs a new decoder."""
+    moved: list[RecordedLeg] = field(default_factory=list)
+    """Same media from a new address or port, or with a new SRTP key (RFC 3264 §8.3.1)."""
     paused: list[RecordedLeg] = field(default_factory=list)
     resumed: list[RecordedLeg] = field(default_factory=list)
     participants_changed: bool = False
@@ -193,6 +196,7 @@ class SessionUpdated:
             self.added
             or self.removed
             or self.changed
+            or self.moved
             or self.paused
             or self.resumed
             or self.participants_changed
@@ -464,18 +468,15 @@ class SessionRecordingServer:
             if old is None:
                 update.added.append(leg)
                 continue
-            if (
-                old.stream.codec,
-                old.stream.remote_address,
-                old.stream.remote_port,
-                old.stream.dtmf_payload_type,
-            ) != (
-                leg.stream.codec,
+            before_media = (old.stream.codecs, old.stream.dtmf_payload_type)
+            if before_media != (leg.stream.codecs, leg.stream.dtmf_payload_type):
+                update.changed.append(leg)
+            elif (old.stream.remote_address, old.stream.remote_port, old.stream.remote_crypto) != (
                 leg.stream.remote_address,
                 leg.stream.remote_port,
-                leg.stream.dtmf_payload_type,
+                leg.stream.remote_crypto,
             ):
-                update.changed.append(leg)
+                update.moved.append(leg)
             if leg.paused and not old.paused:
                 update.paused.append(leg)
             elif old.paused and not leg.paused:

@@ -690,3 +690,27 @@ def test_timeline_skew_range() -> None:
         Timeline(max_ntp_skew_ms=-1)
     with pytest.raises(RtpError):
         Timeline(max_ntp_skew_ms=10_001)
+
+
+def test_relatch_follows_a_moved_stream_and_keeps_the_counters() -> None:
+    """A re-offer moved the SRC's media (RFC 3264 §8.3.1): the new source is accepted once,
+    the old one is a stranger from then on, and nothing is reset."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000, expected_host="192.0.2.1")
+    payload = bytes(160)
+    for seq in range(3):
+        leg.feed(
+            build_packet(
+                payload_type=0, sequence=seq, timestamp=160 * seq, ssrc=1, payload=payload
+            ),
+            ("192.0.2.1", 4000),
+            0.02 * seq,
+        )
+    leg.relatch("192.0.2.9")
+    for seq in range(3, 6):
+        packet = build_packet(
+            payload_type=0, sequence=seq, timestamp=160 * seq, ssrc=1, payload=payload
+        )
+        leg.feed(packet, ("192.0.2.9", 5000), 0.02 * seq)
+        leg.feed(packet, ("192.0.2.1", 4000), 0.02 * seq)  # the old source: now a stranger
+    stats = leg.stats
+    assert stats.packets == 6 and stats.wrong_source == 3 and stats.lost == 0

@@ -96,8 +96,9 @@ def test_supported_order_does_not_override_offer_order() -> None:
     assert streams[0].remote_address == "0.0.0.0"  # reported as is (hold)
     assert streams[0].direction == "sendrecv"
     m = answer.media[0]
-    assert m.formats == ["9", "101"]
+    assert m.formats == ["9", "0", "8", "101"]  # every decodable codec, offer order (no G729)
     assert m.attribute("rtpmap") == "9 G722/8000"
+    assert [c.payload_type for c in streams[0].codecs] == [9, 0, 8]
     assert m.direction == "recvonly"
     _, pcmu_only = answer_for(offer, supported=("PCMU",))
     assert pcmu_only[0].codec == Codec(0, "PCMU", 8000, 1)
@@ -108,7 +109,7 @@ def test_telephone_event_matches_codec_clock() -> None:
     answer, streams = answer_for(offer)
     assert streams[0].codec == Codec(0, "PCMU", 8000, 1)  # opus is not supported
     assert streams[0].dtmf_payload_type == 101  # not 107 (48000)
-    assert answer.media[0].formats == ["0", "101"]
+    assert answer.media[0].formats == ["0", "8", "9", "101"]
     assert answer.media[0].attribute("rtcp") is None
 
 
@@ -227,8 +228,9 @@ def test_srtp_answer_text() -> None:
         "s=-\r\n"
         "c=IN IP4 192.0.2.10\r\n"
         "t=0 0\r\n"
-        "m=audio 20000 RTP/SAVP 8 101\r\n"
+        "m=audio 20000 RTP/SAVP 8 0 101\r\n"
         "a=rtpmap:8 PCMA/8000\r\n"
+        "a=rtpmap:0 PCMU/8000\r\n"
         "a=rtpmap:101 telephone-event/8000\r\n"
         "a=fmtp:101 0-15\r\n"
         "a=ptime:20\r\n"

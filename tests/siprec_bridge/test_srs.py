@@ -384,7 +384,8 @@ def test_reinvite_keeps_ports_per_label_and_reports_codec_change() -> None:
     assert update is not None
     assert legs(session) == {"1": (40000, "PCMU", False), "2": (40002, "PCMA", False)}
     assert [(m.label, m.port) for m in rig.answer.media] == [("2", 40002), ("1", 40000)]
-    assert sorted(leg.label for leg in update.changed) == ["1", "2"]
+    assert [leg.label for leg in update.changed] == ["2"]  # new codec: a new decoder
+    assert [leg.label for leg in update.moved] == ["1"]  # same codec from a new port
     assert update.added == update.removed == []
     assert rig.ports.open == {40000, 40002}
 
@@ -552,7 +553,7 @@ def test_offerless_reinvite_gets_our_offer_with_the_same_ports() -> None:
     assert legs(session) == {"1": (40000, "PCMU", False), "2": (40002, "PCMU", False)}
     assert rig.ports.open == {40000, 40002}
     assert len(updated) == 1 and isinstance(updated[0], SessionUpdated)
-    assert sorted(leg.label for leg in updated[0].changed) == ["1", "2"]
+    assert sorted(leg.label for leg in updated[0].moved) == ["1", "2"]  # new remote ports
 
 
 # -- session timers, limits, correlation -------------------------------------------------------
