@@ -141,6 +141,10 @@ def _too_deep(value: object) -> bool:
     return False
 
 
+#: Native session events (``docs/protocol.md``): kept in the events file, nothing else to do.
+SESSION_EVENTS = frozenset({"pause", "resume", "update", "media_stall"})
+
+
 class _BadMessage(ValueError):
     """A text message is not usable: unknown type, missing or mistyped field, duplicate."""
 
@@ -256,7 +260,7 @@ class _Recording:
                 self._on_dtmf(message)
             elif kind == "stop":
                 self._on_stop(message)
-            else:
+            elif kind not in SESSION_EVENTS:  # those are recorded in the events file as they are
                 raise _BadMessage(f"unknown message type {kind!r}")
         except (_BadMessage, OSError) as exc:
             event["error"] = str(exc)

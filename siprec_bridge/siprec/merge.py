@@ -3,7 +3,8 @@
 An SRC sends metadata in the INVITE and again in re-INVITEs, UPDATEs and BYE, as a complete
 snapshot (``datamode complete``) or a delta (``partial``). Consumers index participants and
 streams by position, so a merge never re-indexes: known ids keep their place and are updated
-in place with what the newer document says; unknown ids are appended.
+in place with what the newer document says; unknown ids are appended. The newest association
+of a stream to its sender wins.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ def merge_metadata(old: RecordingMetadata | None, new: RecordingMetadata) -> Rec
     """Return ``old`` updated with ``new`` (``old`` is not modified)."""
     if old is None:
         return new
+    # The newest association of a stream wins: a stream the newer document says someone sends
+    # (a transfer: Carol now sends what Bob sent) is nobody else's any more. Silence keeps what
+    # was known: SRCs send "complete" snapshots without associations (Cisco hold re-INVITEs,
+    # metadata in BYE; QUIRKS.md #32).
+    claimed = {stream_id for p in new.participants for stream_id in p.send}
     participants = {p.participant_id: replace(p) for p in old.participants}
+    for known in participants.values():
+        known.send = [stream_id for stream_id in known.send if stream_id not in claimed]
     for p in new.participants:
         known = participants.get(p.participant_id)
         if known is None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from testkit.audio import dominant_hz, read_wav, rms
 from testkit.bridge import bridge_settings
+from testkit.sip_client import SipClient, in_dialog, render
 
 from rtp.codecs import encoder_for
 from rtp.packet import build_packet
@@ -22,69 +23,11 @@ from sdp import parse as parse_sdp
 from siprec_bridge.app import Bridge
 from siprec_bridge.consumer import ConsumerServer
 from siprec_bridge.replay import replay
-from siprec_bridge.sip.message import SipResponse, parse_message
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
 pytestmark = pytest.mark.integration
-
-
-class SipClient(asyncio.DatagramProtocol):
-    """A bare UDP SIP client: sends raw bytes, collects parsed responses."""
-
-    def __init__(self) -> None:
-        self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        message = parse_message(data)
-        assert isinstance(message, SipResponse)
-        self.responses.put_nowait(message)
-
-    async def final(self, call_id: str, timeout: float = 3.0) -> SipResponse:
-        """The final response for ``call_id``; a non-2xx one is ACKed (RFC 3261 §17.1.1.3)."""
-        while True:
-            response = await asyncio.wait_for(self.responses.get(), timeout)
-            if response.status < 200 or response.call_id != call_id:
-                continue  # provisional, or a retransmission for an earlier request
-            if response.status >= 300:
-                assert self.transport is not None
-                self.transport.sendto(ack_for(response), self.transport.get_extra_info("peername"))
-            return response
-
-
-def ack_for(response: SipResponse) -> bytes:
-    """ACK for a non-2xx final response: same Via branch, To with the response's tag."""
-    h = response.headers
-    return (
-        f"ACK sip:srs@127.0.0.1 SIP/2.0\r\nVia: {h.get('Via')}\r\nFrom: {h.get('From')}\r\n"
-        f"To: {h.get('To')}\r\nCall-ID: {response.call_id}\r\n"
-        f"CSeq: {response.cseq[0]} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-
-
-def render(template: str, port: int, call_id: str, rtp_port: int = 9) -> bytes:
-    """Fill a vector file: CRLF line ends and a correct Content-Length for the body."""
-    text = template.replace("{port}", str(port)).replace("{call_id}", call_id)
-    text = text.replace("{rtp_port}", str(rtp_port))
-    head, _, body = text.replace("\r\n", "\n").partition("\n\n")
-    raw_body = body.replace("\n", "\r\n").encode()
-    head = head.replace("{length}", str(len(raw_body)))
-    return head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + raw_body
-
-
-def in_dialog(method: str, cseq: int, port: int, local_port: int, to: str) -> bytes:
-    """ACK or BYE of the SRC in the ``garbage-meta`` dialog."""
-    return (
-        f"{method} sip:srs@127.0.0.1:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK{method.lower()}{cseq}\r\n"
-        f"From: <sip:src@127.0.0.1>;tag=src1\r\nTo: {to}\r\nCall-ID: garbage-meta\r\n"
-        f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
 
 
 async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServer) -> None:
@@ -128,7 +71,13 @@ async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServ
         assert port != 0
         local_port = transport.get_extra_info("sockname")[1]
         to = ok.headers.get("To") or ""
-        transport.sendto(in_dialog("ACK", 1, bridge.sip_port, local_port, to))
+        ids = {
+            "port": bridge.sip_port,
+            "local_port": local_port,
+            "to": to,
+            "call_id": "garbage-meta",
+        }
+        transport.sendto(in_dialog("ACK", 1, **ids))
 
         # 3. RTP: good packets from the SDP source, then a stranger and a wrong payload type.
         encoder = encoder_for("PCMU")
@@ -155,7 +104,7 @@ async def test_bad_input_is_answered_counted_and_isolated(consumer: ConsumerServ
         finally:
             good.close()
             stranger.close()
-        transport.sendto(in_dialog("BYE", 2, bridge.sip_port, local_port, to))
+        transport.sendto(in_dialog("BYE", 2, **ids))
         assert (await client.final("garbage-meta")).status == 200
         await healthy
         await consumer.wait_for(2, timeout=10)
