@@ -44,6 +44,15 @@ def sdp_offer(ports: tuple[int, int], direction: str, version: int) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def participant(pid: str, aor: str) -> str:
+    return f'<participant participant_id="{pid}"><nameID aor="{aor}"/></participant>'
+
+
+def sends(pid: str, stream: str) -> str:
+    tag = "participantstreamassoc"
+    return f'<{tag} participant_id="{pid}"><send>{stream}</send></{tag}>'
+
+
 def metadata(*, carol: bool) -> str:
     """RFC 7865 metadata; with ``carol`` she replaced Bob as the sender of stream 2."""
     second = CAROL if carol else BOB
@@ -52,19 +61,16 @@ def metadata(*, carol: bool) -> str:
         '<recording xmlns="urn:ietf:params:xml:ns:recording:1"><datamode>complete</datamode>',
         '<group group_id="Z3JvdXAx"><associate-time>2026-01-01T00:00:00Z</associate-time></group>',
         '<session session_id="c2Vzc2lvbg=="><group-ref>Z3JvdXAx</group-ref></session>',
-        f'<participant participant_id="{ALICE}"><nameID aor="sip:alice@example.com"/></participant>',
-        f'<participant participant_id="{BOB}"><nameID aor="sip:bob@example.com"/></participant>',
+        participant(ALICE, "sip:alice@example.com"),
+        participant(BOB, "sip:bob@example.com"),
     ]
     if carol:
-        parts.append(
-            f'<participant participant_id="{CAROL}"><nameID aor="sip:carol@example.com"/>'
-            "</participant>"
-        )
+        parts.append(participant(CAROL, "sip:carol@example.com"))
     parts += [
         f'<stream stream_id="{S1}" session_id="c2Vzc2lvbg=="><label>1</label></stream>',
         f'<stream stream_id="{S2}" session_id="c2Vzc2lvbg=="><label>2</label></stream>',
-        f'<participantstreamassoc participant_id="{ALICE}"><send>{S1}</send></participantstreamassoc>',
-        f'<participantstreamassoc participant_id="{second}"><send>{S2}</send></participantstreamassoc>',
+        sends(ALICE, S1),
+        sends(second, S2),
         "</recording>",
     ]
     return "\r\n".join(parts) + "\r\n"
@@ -87,7 +93,8 @@ def initial_invite(port: int, local_port: int, rtp: tuple[int, int]) -> bytes:
         f"INVITE sip:srs@127.0.0.1:{port} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};rport;branch=z9hG4bKinvite1\r\n"
         "From: <sip:src@127.0.0.1>;tag=src1\r\nTo: <sip:srs@127.0.0.1>\r\n"
-        f"Call-ID: {CALL_ID}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@127.0.0.1:{local_port}>;+sip.src\r\n"
+        f"Call-ID: {CALL_ID}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:src@127.0.0.1:{local_port}>;+sip.src\r\n"
         f"Require: siprec\r\nMax-Forwards: 70\r\nContent-Type: {CONTENT_TYPE}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
@@ -115,7 +122,7 @@ class TwoLegs:
         ]
 
     async def play(self, dests: tuple[int, int], frames: int, *, send: bool = True) -> None:
-        """``frames`` × 20 ms; silent (no packets, RTP time still advancing) unless ``send``."""
+        """``frames`` of 20 ms; silent (no packets, RTP time still advancing) unless ``send``."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(frames):
