@@ -61,7 +61,7 @@ import sdp
 from rtp.errors import RtpError
 from rtp.packet import RtpHeader, is_rtcp, parse_header
 
-from .config import ConfigError, parse_host_port
+from .settings import split_host_port
 from .sip.errors import SipError, SipFramingError, SipParseError
 from .sip.message import (
     KEEPALIVE_PING,
@@ -1828,9 +1828,9 @@ def _run(main: Coroutine[Any, Any, ReplayResult]) -> ReplayResult:
 
 def _target(value: str) -> Address:
     try:
-        return parse_host_port(value, key="--target")
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        return split_host_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--target: {exc}") from None
 
 
 def _positive_int(value: str) -> int:

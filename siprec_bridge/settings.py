@@ -34,7 +34,6 @@ from typing import Annotated, Any, Final, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .auth import Algorithm
-from .config import BridgeConfig
 from .sip.message import MAX_MESSAGE_SIZE
 from .sip.transport import server_tls_context
 
@@ -464,31 +463,6 @@ class Settings(_Section):
 
     def srtp_policy(self, route: Route | None) -> SrtpPolicy:
         return route.srtp if route is not None and route.srtp is not None else self.rtp.srtp
-
-    def to_bridge_config(self) -> BridgeConfig:
-        """The skeleton's :class:`~siprec_bridge.config.BridgeConfig` (one ``[output]`` target
-        in ``stereo`` or ``per-leg`` mode), until the bridge reads these settings directly."""
-        target = self.default_target()
-        if target.mode not in ("stereo", "per-leg"):
-            raise SettingsError([f"output.mode: {target.mode!r} needs the routing engine"])
-        low, high = self.rtp_range
-        return BridgeConfig(
-            sip_host=self.sip_host,
-            sip_port=self.sip_port,
-            sip_udp=self.sip.udp,
-            sip_tcp=self.sip.tcp,
-            advertise_host=self.sip.advertise,
-            rtp_low=low,
-            rtp_high=high,
-            ws_url=target.url,
-            ws_headers=target.headers,
-            mode=target.mode,
-            frame_ms=self.media.frame_ms,
-            target_delay_ms=self.rtp.target_delay_ms,
-            ws_queue_frames=self.output.queue_frames,
-            user_agent=self.sip.user_agent,
-            max_calls=self.limits.max_calls,
-        ).validate()
 
 
 # -- schema walking (environment names, error messages, example coverage) ------------------

@@ -24,8 +24,8 @@ def merge_metadata(old: RecordingMetadata | None, new: RecordingMetadata) -> Rec
     # metadata in BYE; QUIRKS.md #32).
     claimed = {stream_id for p in new.participants for stream_id in p.send}
     participants = {p.participant_id: replace(p) for p in old.participants}
-    for known in participants.values():
-        known.send = [stream_id for stream_id in known.send if stream_id not in claimed]
+    for kept in participants.values():
+        kept.send = [stream_id for stream_id in kept.send if stream_id not in claimed]
     for p in new.participants:
         known = participants.get(p.participant_id)
         if known is None:

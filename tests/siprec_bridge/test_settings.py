@@ -58,35 +58,6 @@ def test_wildcard_listen_advertises_loopback_unless_told() -> None:
     assert s.media_host == "198.51.100.8" and s.advertise_host == "127.0.0.1"
 
 
-def test_to_bridge_config_maps_every_field() -> None:
-    s = load_settings(
-        env={},
-        overrides={
-            "sip.listen": "0.0.0.0:5070",
-            "sip.tcp": False,
-            "sip.advertise": "198.51.100.7",
-            "rtp.ports": "30000-30099",
-            "rtp.target_delay_ms": 80,
-            "output.url": "ws://consumer:9000/x",
-            "output.headers": {"X-A": "1"},
-            "output.mode": "per-leg",
-            "output.queue_frames": 42,
-            "media.frame_ms": 40,
-            "sip.user_agent": "rec",
-            "limits.max_calls": 9,
-        },
-    )
-    c = s.to_bridge_config()
-    assert (c.sip_host, c.sip_port, c.sip_udp, c.sip_tcp) == ("0.0.0.0", 5070, True, False)
-    assert (c.advertise_host, c.media_host) == ("198.51.100.7", "198.51.100.7")
-    assert (c.rtp_low, c.rtp_high, c.target_delay_ms, c.frame_ms) == (30000, 30099, 80, 40)
-    assert (c.ws_url, c.ws_headers, c.mode) == ("ws://consumer:9000/x", {"X-A": "1"}, "per-leg")
-    assert (c.ws_queue_frames, c.user_agent, c.max_calls) == (42, "rec", 9)
-    mixed = load_settings(env={}, overrides={"output.mode": "mixed"})
-    with pytest.raises(SettingsError, match=r"output\.mode"):
-        mixed.to_bridge_config()
-
-
 def test_route_targets_inherit_from_output(tmp_path: Path) -> None:
     path = tmp_path / "bridge.toml"
     path.write_text(
