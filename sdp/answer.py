@@ -11,7 +11,8 @@ Calling protocol::
 
 Answer rules: one m-line per offered m-line, same order, media type and proto (RFC 3264 §6);
 rejected lines get port 0 and the first offered format; accepted audio lines carry every offered
-codec we decode, in the offer's order (the offerer's preference; SRCs may send any of them) plus ``telephone-event`` with
+codec we decode, in the offer's order (the offerer's preference; SRCs may send any of them),
+plus ``telephone-event`` with
 the offered payload type and fmtp (RFC 4733 §7.1.1); comfort noise is not answered; the
 direction is reversed for a recorder that only receives (RFC 3264 §6.1: sendonly/sendrecv →
 recvonly, recvonly/inactive → inactive); ``a=label`` is always echoed so SRCs can match answer
