@@ -114,9 +114,12 @@ async def main(args: argparse.Namespace) -> None:
         f"bridge CPU {cpu:.2f} s over {wall:.2f} s wall = {100 * cpu / wall:.1f} % of a core; "
         f"{100 * cpu / wall / args.calls:.3f} % of a core per call"
     )
+    short = sum(max(0, frames_per_call - n) for n in per_stream)
+    short += (expected - len(lines)) * frames_per_call
     print(
-        f"streams finished {len(lines)}/{expected}; frames received {received}/"
-        f"{expected * frames_per_call} (lost {expected * frames_per_call - received})"
+        f"streams finished {len(lines)}/{expected}; frames received {received} for "
+        f"{expected * frames_per_call} sent; per stream min {min(per_stream, default=0)} "
+        f"max {max(per_stream, default=0)}; frames missing {short}"
     )
 
 
