@@ -12,9 +12,16 @@ COPY sdp ./sdp
 COPY rtp ./rtp
 COPY ws_out ./ws_out
 COPY pcaps ./pcaps
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 siprec
+# The default configuration (docker-compose.yml mounts its own copy over it).
+COPY docker/bridge.toml /etc/siprec-bridge/bridge.toml
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 siprec \
+    && mkdir -p /var/lib/siprec-bridge/spool \
+    && chown -R siprec /var/lib/siprec-bridge
 USER siprec
 
-EXPOSE 5060/udp 5060/tcp
+# SIP (UDP/TCP), SIP over TLS when [sip.tls] is enabled, the operations endpoint
+# (/metrics /healthz /readyz /calls), RTP/RTCP (rtp.ports).
+EXPOSE 5060/udp 5060/tcp 5061/tcp 9464/tcp 40000-40199/udp
 ENTRYPOINT ["siprec-bridge"]
-CMD ["serve", "--sip-listen", "0.0.0.0:5060", "--rtp-ports", "40000-40199"]
+CMD ["serve", "--config", "/etc/siprec-bridge/bridge.toml"]

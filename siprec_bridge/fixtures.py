@@ -10,10 +10,15 @@ carries an SDP offer with two ``a=sendonly`` audio m-lines labelled ``1`` and ``
 BYE / 200 OK.
 
 Leg 1 (caller) carries a 440 Hz tone, leg 2 (callee) 1000 Hz, both at -12 dBFS peak, in
-20 ms packets. All identifiers (Call-ID, tags, branches, SSRCs, initial sequence numbers
-and timestamps) and the send-time jitter come from a seeded :class:`random.Random` that is
-only ever asked for ``random()`` (the one stream Python guarantees across versions), and
-pcap times count from a fixed epoch, so every run writes byte-identical files.
+20 ms packets. An SRTP fixture offers ``RTP/SAVP`` m-lines with SDES ``a=crypto`` lines
+(RFC 4568 §9.1, several per m-line), answered with the first suite pylibsrtp implements
+(RFC 4568 §7.1.2) and a key of the SRS; its RTP is protected with the SRC's key of that line
+(RFC 3711 §3.3, pylibsrtp as sender).
+
+All identifiers (Call-ID, tags, branches, SSRCs, initial sequence numbers and timestamps,
+SRTP keys) and the send-time jitter come from a seeded :class:`random.Random` that is only
+ever asked for ``random()`` (the one stream Python guarantees across versions), SRTP has no
+random IV, and pcap times count from a fixed epoch, so every run writes byte-identical files.
 
 :func:`generate_all` also writes ``manifest.json``: the expectations (codec, per-leg label,
 tone, packet counts, losses, DTMF digits) that tests read instead of hard-coding them.
@@ -37,9 +42,11 @@ from typing import Any
 import dpkt
 import numpy as np
 import numpy.typing as npt
+import pylibsrtp
 
 from rtp.codecs import CODECS, CodecSpec, encoder_for
 from rtp.packet import build_packet, parse_header
+from rtp.srtp import SUPPORTED_SUITES
 
 __all__ = [
     "FIXTURES",
@@ -94,6 +101,14 @@ _BYE_OK_US = 3_000
 _DTMF_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 """RFC 4733 §3.2 event codes of the DTMF digits."""
 
+_SRTP_SUITES: dict[str, tuple[int, int | None]] = {
+    # suite: (master key + salt octets, RFC 4568 §6.2 / RFC 6188 §7.1 / RFC 7714 §12;
+    #         pylibsrtp profile, None when pylibsrtp does not implement the suite)
+    "AES_CM_128_HMAC_SHA1_80": (30, pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80),
+    "AES_256_CM_HMAC_SHA1_80": (46, None),
+    "AEAD_AES_128_GCM": (28, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class FixtureSpec:
@@ -109,6 +124,8 @@ class FixtureSpec:
     loss_fraction: float = 0.0
     reorder_fraction: float = 0.0
     leg2_delay_ms: int = 0
+    srtp_offers: tuple[tuple[str, ...], ...] = ()
+    """Per leg, the SDES suites offered in ``a=crypto`` lines (tags 1, 2, ...); empty: RTP/AVP."""
 
 
 FIXTURES: tuple[FixtureSpec, ...] = (
@@ -133,8 +150,7 @@ FIXTURES: tuple[FixtureSpec, ...] = (
         "siprec_loss_reorder.pcap",
         "PCMU",
         3550,
-        "PCMU; 5 % of each leg's packets missing and 5 % reordered (adjacent send times"
-        " swapped).",
+        "PCMU; 5 % of each leg's packets missing and 5 % reordered (adjacent send times swapped).",
         loss_fraction=0.05,
         reorder_fraction=0.05,
     ),
@@ -146,6 +162,15 @@ FIXTURES: tuple[FixtureSpec, ...] = (
         " RTP timestamp and tone phase continue a clock that started with leg 1 (first"
         " timestamp = timestamp_origin + 4000).",
         leg2_delay_ms=500,
+    ),
+    FixtureSpec(
+        "siprec_srtp.pcap",
+        "PCMU",
+        3711,
+        "PCMU over SDES-SRTP (RTP/SAVP): leg 1 offers AES_256_CM_HMAC_SHA1_80 (not in"
+        " pylibsrtp) then AES_CM_128_HMAC_SHA1_80 and sends with the latter; leg 2 offers and"
+        " sends AEAD_AES_128_GCM. Keys in the manifest.",
+        srtp_offers=(("AES_256_CM_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_80"), ("AEAD_AES_128_GCM",)),
     ),
 )
 
@@ -167,6 +192,12 @@ class _Leg:
     dtmf_packets: int = 0
     lost: list[int] = field(default_factory=list)
     reordered: list[list[int]] = field(default_factory=list)
+    offered: list[tuple[str, str]] = field(default_factory=list)
+    """SRTP: (suite, SRC key-salt base64) per offered ``a=crypto`` line, tag = position + 1."""
+    accepted: int = -1
+    """SRTP: index in ``offered`` of the line the SRS accepted."""
+    srs_key: str = ""
+    """SRTP: the SRS's key-salt (base64) in the answer."""
 
 
 class _Rng:
@@ -208,8 +239,17 @@ def _crlf(lines: Sequence[str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-def _sdp(codec: CodecSpec, ip: str, ports: Sequence[int], direction: str, version: int) -> bytes:
-    """SDP (RFC 8866) with one labelled audio m-line per leg."""
+def _sdp(
+    codec: CodecSpec,
+    ip: str,
+    ports: Sequence[int],
+    direction: str,
+    version: int,
+    cryptos: Sequence[Sequence[str]] = (),
+) -> bytes:
+    """SDP (RFC 8866) with one labelled audio m-line per leg; ``cryptos[i]`` are the values of
+    m-line *i*'s ``a=crypto`` attributes (RFC 4568 §9.1): the m-lines are then RTP/SAVP."""
+    proto = "RTP/SAVP" if cryptos else "RTP/AVP"
     lines = [
         "v=0",
         f"o=- {version} {version} IN IP4 {ip}",
@@ -219,7 +259,7 @@ def _sdp(codec: CodecSpec, ip: str, ports: Sequence[int], direction: str, versio
     ]
     for label, port in enumerate(ports, start=1):
         lines += [
-            f"m=audio {port} RTP/AVP {codec.static_payload_type} {DTMF_PT}",
+            f"m=audio {port} {proto} {codec.static_payload_type} {DTMF_PT}",
             f"a=rtpmap:{codec.static_payload_type} {codec.name}/{codec.rtp_clock}",
             f"a=rtpmap:{DTMF_PT} telephone-event/8000",
             f"a=fmtp:{DTMF_PT} 0-15",
@@ -227,7 +267,46 @@ def _sdp(codec: CodecSpec, ip: str, ports: Sequence[int], direction: str, versio
             f"a={direction}",
             f"a=label:{label}",
         ]
+        if cryptos:
+            lines += [f"a=crypto:{value}" for value in cryptos[label - 1]]
     return _crlf(lines)
+
+
+def _srtp_keys(spec: FixtureSpec, rng: _Rng, legs: Sequence[_Leg]) -> None:
+    """Draw the SRC's key of every offered crypto line and the SRS's key of the accepted one
+    (the first offered suite that pylibsrtp implements, RFC 4568 §7.1.2)."""
+
+    def key(suite: str) -> str:
+        octets = _SRTP_SUITES[suite][0]
+        return base64.b64encode(rng.bits(8 * octets).to_bytes(octets, "big")).decode()
+
+    for leg, suites in zip(legs, spec.srtp_offers, strict=True):
+        leg.offered = [(suite, key(suite)) for suite in suites]
+        leg.accepted = next(i for i, suite in enumerate(suites) if suite in SUPPORTED_SUITES)
+        leg.srs_key = key(suites[leg.accepted])
+
+
+def _offer_cryptos(leg: _Leg) -> list[str]:
+    return [f"{tag} {suite} inline:{key}" for tag, (suite, key) in enumerate(leg.offered, 1)]
+
+
+def _answer_cryptos(leg: _Leg) -> list[str]:
+    return [f"{leg.accepted + 1} {leg.offered[leg.accepted][0]} inline:{leg.srs_key}"]
+
+
+def _protect(leg: _Leg) -> None:
+    """SRTP-protect ``leg.packets`` (RFC 3711 §3.3) in sequence order with the SRC's key of the
+    accepted crypto line."""
+    suite, key = leg.offered[leg.accepted]
+    profile = _SRTP_SUITES[suite][1]
+    assert profile is not None
+    policy = pylibsrtp.Policy(
+        key=base64.b64decode(key),
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=profile,
+    )
+    session = pylibsrtp.Session(policy)
+    leg.packets = [(when, session.protect(packet)) for when, packet in leg.packets]
 
 
 def _metadata(rng: _Rng, legs: Sequence[_Leg], sip_call_id: str) -> bytes:
@@ -548,6 +627,24 @@ def _leg_manifest(leg: _Leg, codec: CodecSpec, slots: int) -> dict[str, Any]:
         "lost_sequences": leg.lost,
         "reordered_sequences": leg.reordered,
         "payload_type": codec.static_payload_type,
+    } | _srtp_manifest(leg)
+
+
+def _srtp_manifest(leg: _Leg) -> dict[str, Any]:
+    if not leg.offered:
+        return {}
+    suite, key = leg.offered[leg.accepted]
+    return {
+        "proto": "RTP/SAVP",
+        "srtp": {
+            "offered": [
+                {"tag": tag, "suite": s, "key": k} for tag, (s, k) in enumerate(leg.offered, 1)
+            ],
+            "tag": leg.accepted + 1,
+            "suite": suite,
+            "key": key,
+            "srs_key": leg.srs_key,
+        },
     }
 
 
@@ -584,9 +681,25 @@ def generate(spec: FixtureSpec, out_dir: Path) -> tuple[Path, dict[str, Any]]:
         )
         for i, (name, aor, tone) in enumerate(_PARTICIPANTS)
     ]
+    if spec.srtp_offers:
+        _srtp_keys(spec, rng, legs)
     sdp_version = EPOCH_US // 1_000_000
-    offer = _sdp(codec, SRC_IP, SRC_RTP_PORTS, "sendonly", sdp_version)
-    answer = _sdp(codec, SRS_IP, SRS_RTP_PORTS, "recvonly", sdp_version)
+    offer = _sdp(
+        codec,
+        SRC_IP,
+        SRC_RTP_PORTS,
+        "sendonly",
+        sdp_version,
+        [_offer_cryptos(leg) for leg in legs if leg.offered],
+    )
+    answer = _sdp(
+        codec,
+        SRS_IP,
+        SRS_RTP_PORTS,
+        "recvonly",
+        sdp_version,
+        [_answer_cryptos(leg) for leg in legs if leg.offered],
+    )
     invite, trying, ok, ack, bye, bye_ok = _sip_messages(
         dialog, offer, _metadata(rng, legs, dialog.call_id), answer
     )
@@ -599,6 +712,8 @@ def generate(spec: FixtureSpec, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     for i, leg in enumerate(legs):
         _audio_and_dtmf(spec, codec, rng, leg, slots)
         _impair(spec, rng, leg)
+        if leg.offered:
+            _protect(leg)
         start = _MEDIA_US + _LEG_OFFSET_US[i]
         datagrams += [
             _Datagram(start + when, True, leg.src_port, leg.dst_port, packet)

@@ -3,7 +3,8 @@
 The bridge samples each leg's packet counter about once a second and asks :class:`MediaWatchdog`
 what to do. Nothing runs per packet. Timeouts are lenient on hold: while every stream of a call is
 paused (RFC 7866 §8.1.6) the call may stay silent for ``hold_timeout`` (some SBCs stop RTP during
-hold or mute: QUIRKS.md #42), otherwise for ``timeout``.
+hold or mute: QUIRKS.md #42), otherwise for ``timeout``. A timeout of 0 never expires
+(``media.timeout_s = 0``, as documented in ``docs/config.example.toml``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class MediaWatchdog:
                 verdict.stalled.append((sample.key, silent))
         all_paused = bool(legs) and all(sample.paused for sample in legs)
         limit = self.hold_timeout if all_paused else self.timeout
-        verdict.timed_out = now - state.last_media >= limit
+        verdict.timed_out = limit > 0 and now - state.last_media >= limit  # 0: never
         return verdict
 
     def forget(self, call: Hashable) -> None:

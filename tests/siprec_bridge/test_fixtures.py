@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pylibsrtp
 import pytest
 from testkit.audio import dominant_hz
 
@@ -22,6 +24,11 @@ PCAPS = ROOT / "pcaps"
 MANIFEST: dict[str, Any] = json.loads((PCAPS / MANIFEST_NAME).read_text())
 NAMES = [spec.name for spec in FIXTURES]
 DTMF_PT = 101
+# Independent of rtp.srtp: pylibsrtp profile and the SRTP tag octets of each suite used.
+SRTP_PROFILES = {
+    "AES_CM_128_HMAC_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 10),
+    "AEAD_AES_128_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16),
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +38,24 @@ def calls() -> dict[str, RecordedCall]:
 
 def leg_packets(call: RecordedCall, index: int) -> list[bytes]:
     return [p.data for p in call.packets if p.stream == index]
+
+
+def srtp_receiver(suite: str, key_b64: str) -> pylibsrtp.Session:
+    policy = pylibsrtp.Policy(
+        key=base64.b64decode(key_b64),
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+        srtp_profile=SRTP_PROFILES[suite][0],
+    )
+    return pylibsrtp.Session(policy)
+
+
+def rtp_of(call: RecordedCall, index: int, leg: dict[str, Any]) -> list[bytes]:
+    """The leg's RTP packets, unprotected with the manifest's key for an SRTP leg."""
+    packets = leg_packets(call, index)
+    if "srtp" not in leg:
+        return packets
+    receiver = srtp_receiver(leg["srtp"]["suite"], leg["srtp"]["key"])
+    return [receiver.unprotect(data) for data in packets]
 
 
 def test_regenerating_gives_the_committed_bytes(tmp_path: Path) -> None:
@@ -77,6 +102,7 @@ def test_signalling_is_a_complete_siprec_call(name: str, calls: dict[str, Record
     offer = sdp.parse(body.sdp)
     assert [m.label for m in offer.media] == ["1", "2"]
     assert [offer.direction_of(m) for m in offer.media] == ["sendonly", "sendonly"]
+    assert [m.proto for m in offer.media] == [leg.get("proto", "RTP/AVP") for leg in entry["legs"]]
     assert [m.ptime for m in offer.media] == [20, 20]
     assert all(m.rtpmaps()[DTMF_PT].encoding == "telephone-event" for m in offer.media)
     assert all(m.rtpmaps()[entry["payload_type"]].encoding == entry["codec"] for m in offer.media)
@@ -116,7 +142,7 @@ def test_each_leg_carries_its_tone(name: str, calls: dict[str, RecordedCall]) ->
         decoder = decoder_for(entry["codec"])
         packets = sorted(
             (h.sequence, data[h.payload_offset : h.payload_end])
-            for data in leg_packets(call, index)
+            for data in rtp_of(call, index, leg)
             if (h := parse_header(data)).payload_type == leg["payload_type"]
         )
         pcm = np.concatenate([decoder.decode(payload) for _, payload in packets])
@@ -189,3 +215,39 @@ def test_pcap_times_are_paced_and_jittered(name: str, calls: dict[str, RecordedC
     assert float(np.std(gaps[(gaps > 0.01) & (gaps < 0.03)])) > 0.0002  # not a perfect clock
     span = calls[name].end_time
     assert abs(span * 1000 - MANIFEST[name]["pcap_duration_ms"]) < 1
+
+
+def test_srtp_offer_answer_and_protection(calls: dict[str, RecordedCall]) -> None:
+    """SDES (RFC 4568): the offered crypto lines and the answer's are the manifest's; every
+    packet authenticates with the key of the accepted line (RFC 3711 §3.3) and no other."""
+    name = "siprec_srtp.pcap"
+    entry = MANIFEST[name]
+    call = calls[name]
+    body = extract_recording_body(call.invite.headers.get("Content-Type"), call.invite.body)
+    assert body.sdp is not None and call.answer is not None
+    offer = sdp.parse(body.sdp)
+    for index, (offered, answered, leg) in enumerate(
+        zip(offer.media, call.answer.media, entry["legs"], strict=True)
+    ):
+        keys = leg["srtp"]
+        assert offered.proto == answered.proto == "RTP/SAVP"
+        assert offered.attributes_named("crypto") == [
+            f"{c['tag']} {c['suite']} inline:{c['key']}" for c in keys["offered"]
+        ]
+        assert answered.attributes_named("crypto") == [
+            f"{keys['tag']} {keys['suite']} inline:{keys['srs_key']}"
+        ]
+        chosen = keys["offered"][keys["tag"] - 1]
+        assert (chosen["suite"], chosen["key"]) == (keys["suite"], keys["key"])
+        packets = leg_packets(call, index)
+        tag_octets = SRTP_PROFILES[keys["suite"]][1]
+        assert {len(p) for p in packets} == {12 + 160 + tag_octets}
+        assert len(rtp_of(call, index, leg)) == leg["packets"]
+        wrong = srtp_receiver(keys["suite"], keys["srs_key"])
+        with pytest.raises(pylibsrtp.Error):
+            wrong.unprotect(packets[0])
+    assert [leg["srtp"]["suite"] for leg in entry["legs"]] == [
+        "AES_CM_128_HMAC_SHA1_80",
+        "AEAD_AES_128_GCM",
+    ]
+    assert entry["legs"][0]["srtp"]["offered"][0]["suite"] == "AES_256_CM_HMAC_SHA1_80"

@@ -51,3 +51,9 @@ def test_forget_starts_over() -> None:
     w.observe("call", both(1, 1), 0.0)
     w.forget("call")
     assert not w.observe("call", both(1, 1), 100.0).timed_out
+
+
+def test_a_zero_timeout_never_ends_a_call() -> None:
+    w = MediaWatchdog(timeout=0, hold_timeout=0, stall=5)
+    w.observe("call", both(1, 1), 0.0)
+    assert not w.observe("call", both(1, 1), 10_000.0).timed_out
