@@ -260,7 +260,7 @@ class _Recording:
                 self._on_dtmf(message)
             elif kind == "stop":
                 self._on_stop(message)
-            elif kind not in SESSION_EVENTS:  # those are recorded in the events file as they are
+            elif not (isinstance(kind, str) and kind in SESSION_EVENTS):  # those are only recorded
                 raise _BadMessage(f"unknown message type {kind!r}")
         except (_BadMessage, OSError) as exc:
             event["error"] = str(exc)
