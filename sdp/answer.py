@@ -45,12 +45,11 @@ from .crypto import SUITES, Crypto, new_crypto
 from .errors import SdpError
 from .model import (
     Attribute,
-    Connection,
     Direction,
     Media,
-    Origin,
     RtpMap,
     SessionDescription,
+    local_session,
     parse_ptime,
 )
 
@@ -241,16 +240,7 @@ def build_answer(
         raise SdpError(f"{len(ports)} ports given for {len(offer.media)} m-lines")
     if any(not 0 <= p <= 65535 for p in ports):
         raise SdpError("local port outside 0..65535")
-    addrtype = "IP6" if ":" in local_address else "IP4"
-    answer = SessionDescription(
-        version=0,
-        origin=Origin(
-            username, str(session_id), str(session_version), "IN", addrtype, local_address
-        ),
-        session_name="-",
-        connection=Connection("IN", addrtype, local_address),
-        times=["0 0"],
-    )
+    answer = local_session(local_address, session_id, session_version, username)
     streams: list[NegotiatedStream] = []
     for index, (m, port) in enumerate(zip(offer.media, ports, strict=True)):
         connection = offer.connection_of(m)

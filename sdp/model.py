@@ -257,3 +257,20 @@ class SessionDescription:
     def connection_of(self, m: Media) -> Connection | None:
         """Media-level ``c=``, else session-level ``c=`` (RFC 8866 §5.7)."""
         return m.connection if m.connection is not None else self.connection
+
+
+def local_session(
+    local_address: str, session_id: int, session_version: int, username: str
+) -> SessionDescription:
+    """Our own session-level lines (RFC 8866 §5.2, §5.7, §5.9): ``o=``, ``s=-``, ``c=`` on
+    ``local_address`` (IP6 when it contains ``:``) and ``t=0 0``; no media yet."""
+    addrtype = "IP6" if ":" in local_address else "IP4"
+    return SessionDescription(
+        version=0,
+        origin=Origin(
+            username, str(session_id), str(session_version), "IN", addrtype, local_address
+        ),
+        session_name="-",
+        connection=Connection("IN", addrtype, local_address),
+        times=["0 0"],
+    )

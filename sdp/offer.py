@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from .model import Attribute, Connection, Media, Origin, SessionDescription
+from .model import Attribute, Media, SessionDescription, local_session
 
 #: (payload type, encoding/clock) in preference order: RFC 3551 static types.
 OFFERED_CODECS: Final[tuple[tuple[int, str], ...]] = (
@@ -38,16 +38,7 @@ def build_offer(
     """One ``recvonly`` audio m-line per port, labelled with ``labels`` in order."""
     if len(ports) != len(labels):
         raise ValueError(f"{len(ports)} ports for {len(labels)} labels")
-    addrtype = "IP6" if ":" in local_address else "IP4"
-    offer = SessionDescription(
-        version=0,
-        origin=Origin(
-            username, str(session_id), str(session_version), "IN", addrtype, local_address
-        ),
-        session_name="-",
-        connection=Connection("IN", addrtype, local_address),
-        times=["0 0"],
-    )
+    offer = local_session(local_address, session_id, session_version, username)
     formats = [str(pt) for pt, _ in OFFERED_CODECS] + [str(DTMF_PAYLOAD_TYPE)]
     for port, label in zip(ports, labels, strict=True):
         attributes: list[Attribute] = [("rtpmap", f"{pt} {name}") for pt, name in OFFERED_CODECS]
