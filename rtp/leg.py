@@ -20,7 +20,9 @@ timeline; loss becomes silence. Timestamps are extended across the 2^32 wrap.
 
 Re-anchoring from the arrival time of a packet (the packet is placed at its arrival tick):
 
-* a new SSRC (counted in ``ssrc_changes``). Packets of the previous SSRC that arrive within
+* a new SSRC (counted in ``ssrc_changes``), once it has sent ``ssrc_switch_packets`` packets in
+  a row (its earlier packets are dropped and counted in ``foreign_ssrc``; a packet of the
+  current SSRC in between starts the count again). Packets of the previous SSRC that arrive within
   ``target_delay + 4·F`` of the change are stragglers, dropped as late; later, the previous SSRC
   coming back (e.g. after music on hold) is one more change;
 * a timestamp jump (``timestamp_jumps``): a newest packet that RTP time would place more than
@@ -166,7 +168,7 @@ class LegStats:
     packets: int = 0
     """RTP packets accepted (right source, known payload type, not ``bad``), duplicates and late
     ones included. Each datagram is counted once in packets, bad, wrong_payload_type,
-    wrong_source, rtcp, srtp_errors or srtp_replays."""
+    wrong_source, foreign_ssrc, rtcp, srtp_errors or srtp_replays."""
     bytes: int = 0
     """Size of those datagrams."""
     lost: int = 0
@@ -193,6 +195,9 @@ class LegStats:
     sender_reports: int = 0
     receiver_reports: int = 0
     rtcp_byes: int = 0
+    foreign_ssrc: int = 0
+    """Packets of a new SSRC dropped while it had not yet persisted for
+    ``ssrc_switch_packets`` packets (a stray or spoofed stream is not followed)."""
     sender_packet_count: int = 0
     """The sender's packet count from its latest SR (RFC 3550 §6.4.1)."""
     sender_octet_count: int = 0
@@ -237,6 +242,7 @@ class Leg:
         expected_host: str | None = None,
         max_buffer_ms: int = 2000,
         srtp: SrtpReceiver | None = None,
+        ssrc_switch_packets: int = 1,
     ) -> None:
         """``payload_types`` maps audio payload types to codec names (keys of
         :data:`rtp.codecs.CODECS`); ``out_rate`` is 8000 or 16000. ``expected_host`` ``None``,
@@ -248,6 +254,11 @@ class Leg:
             raise RtpError("no audio payload type")
         if not 0 <= target_delay_ms < max_buffer_ms:
             raise RtpError("need 0 <= target_delay_ms < max_buffer_ms")
+        if ssrc_switch_packets < 1:
+            raise RtpError("ssrc_switch_packets must be at least 1")
+        self._switch_packets = ssrc_switch_packets
+        self._candidate: int | None = None  # a new SSRC not yet followed, and its packet count
+        self._candidate_count = 0
         self._timeline = timeline
         slots: list[_Slot] = []
         kinds: dict[int, int] = {}
@@ -435,6 +446,7 @@ class Leg:
         ssrc = header.ssrc
         seq = self._seq
         if ssrc == self._ssrc and seq is not None:
+            self._candidate = None
             ext_seq = seq.extend(header.sequence)
             if ext_seq is None:
                 stats.bad += 1  # RFC 3550 A.1: unconfirmed sequence jump
@@ -451,6 +463,14 @@ class Leg:
             self._stale += 1
             return
         else:
+            if self._ssrc is not None and self._switch_packets > 1:
+                if ssrc != self._candidate:
+                    self._candidate, self._candidate_count = ssrc, 0
+                self._candidate_count += 1
+                if self._candidate_count < self._switch_packets:
+                    stats.foreign_ssrc += 1
+                    return
+                self._candidate = None
             ext_seq = self._new_source(ssrc, header.sequence, header.timestamp, now_tick)
             pos = self._ref_pos
         stats.packets += 1

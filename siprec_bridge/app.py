@@ -390,6 +390,7 @@ class Bridge:
             target_delay_ms=self.settings.rtp.target_delay_ms,
             expected_host=self._expected_host(leg),
             srtp=_srtp_receiver(leg),
+            ssrc_switch_packets=self.settings.rtp.ssrc_switch_packets,
         )
 
     def _expected_host(self, leg: RecordedLeg) -> str | None:

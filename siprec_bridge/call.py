@@ -46,6 +46,7 @@ _SUMMED = (
     "concealed_frames",
     "srtp_errors",
     "sender_reports",
+    "foreign_ssrc",
 )
 
 
@@ -318,5 +319,6 @@ class RecordingCall:
                 "concealed_frames": s.concealed_frames,
                 "srtp_errors": s.srtp_errors,
                 "sender_reports": s.sender_reports,
+                "foreign_ssrc": s.foreign_ssrc,
             },
         )

@@ -714,3 +714,30 @@ def test_relatch_follows_a_moved_stream_and_keeps_the_counters() -> None:
         leg.feed(packet, ("192.0.2.1", 4000), 0.02 * seq)  # the old source: now a stranger
     stats = leg.stats
     assert stats.packets == 6 and stats.wrong_source == 3 and stats.lost == 0
+
+
+def test_a_new_ssrc_is_followed_only_once_it_persists() -> None:
+    """Issue 5 latching: a stray packet of another SSRC is dropped and counted; a stream that
+    really changed SSRC is followed after ``ssrc_switch_packets`` packets in a row."""
+    leg = Leg(Timeline(), payload_types={0: "PCMU"}, out_rate=8000, ssrc_switch_packets=3)
+    payload = bytes(160)
+
+    def feed(ssrc: int, seq: int, at: float) -> None:
+        packet = build_packet(
+            payload_type=0, sequence=seq, timestamp=160 * seq, ssrc=ssrc, payload=payload
+        )
+        leg.feed(packet, SOURCE, at)
+
+    for seq in range(5):
+        feed(1, seq, 0.02 * seq)
+    feed(2, 900, 0.1)  # a stray packet of another SSRC
+    feed(1, 5, 0.1)  # the stream goes on: the stray one's count starts over
+    feed(2, 901, 0.12)
+    stats = leg.stats
+    assert (stats.packets, stats.foreign_ssrc, stats.ssrc_changes) == (6, 2, 0)
+    for i in range(3):  # the SRC really switched
+        feed(3, 100 + i, 0.14 + 0.02 * i)
+    stats = leg.stats
+    assert (stats.packets, stats.foreign_ssrc, stats.ssrc_changes) == (7, 4, 1)
+    feed(3, 103, 0.2)
+    assert leg.stats.packets == 8
