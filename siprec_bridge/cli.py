@@ -120,7 +120,14 @@ def _spool(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from .outputs import check_targets
+
     problems = check_config(Path(args.file))
+    if not problems:  # the keys are valid: can every target carry its dialect, mode, format?
+        try:
+            check_targets(load_settings(Path(args.file)))
+        except SettingsError as exc:
+            problems = exc.problems
     for problem in problems:
         print(f"{args.file}: {problem}")
     if not problems:

@@ -43,7 +43,7 @@ def check_targets(settings: Settings) -> None:
         targets += [(f"routes.{route.name}", settings.resolve(t)) for t in route.targets]
     for where, target in targets:
         try:
-            encoder = get_dialect(target.dialect)
+            encoder = get_dialect(target.dialect, **target.dialect_options)
             channels = 1 if target.mode in ("per-leg", "mixed") else 2
             encoder.check(
                 target.mode,
@@ -168,7 +168,7 @@ class OutputFactory:
         started_at: float,
         participants: Sequence[Participant],
     ) -> Connection:
-        encoder = get_dialect(target.dialect)
+        encoder = get_dialect(target.dialect, **target.dialect_options)
         shaper = OutputShaper(
             mode=target.mode,
             channels=len(group) if target.mode != "per-leg" else 1,
@@ -189,6 +189,7 @@ class OutputFactory:
             mode=target.mode,
             participants=tuple(participants),
             metadata_problems=tuple(session.problems),
+            custom_parameters=target.custom_parameters,
             sip=_sip_headers(session),
             group_id=session.group_id,
             correlation=dict(session.correlation),

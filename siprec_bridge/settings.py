@@ -27,7 +27,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union
 
@@ -167,7 +167,7 @@ SampleRate = Annotated[int, AfterValidator(_check_rate)]
 FrameMs = Annotated[int, AfterValidator(_check_frame_ms)]
 Seconds = Annotated[float, Field(ge=0)]
 
-Dialect = Literal["native", "twilio", "voxology", "voipbin", "audiosocket", "rcms"]
+Dialect = Literal["native", "twilio", "wavix", "voxology", "voipbin", "audiosocket", "rcms"]
 Mode = Literal["stereo", "per-leg", "mixed", "mux"]
 Encoding = Literal["L16", "PCMU", "PCMA"]
 SrtpPolicy = Literal["off", "allow", "require"]
@@ -314,6 +314,8 @@ class OutputSettings(_Section):
     rate: SampleRate = 0
     frame_ms: FrameMs = 20
     headers: dict[str, str] = {}
+    dialect_options: dict[str, Any] = {}
+    custom_parameters: dict[str, str] = {}
     auth: TargetAuth = TargetAuth()
     tls: TargetTls = TargetTls()
     queue_frames: Annotated[int, Field(ge=1)] = 500
@@ -336,6 +338,8 @@ class Target(_Section):
     rate: SampleRate | None = None
     frame_ms: FrameMs | None = None
     headers: dict[str, str] | None = None
+    dialect_options: dict[str, Any] | None = None
+    custom_parameters: dict[str, str] | None = None
     auth: TargetAuth | None = None
     tls: TargetTls | None = None
 
@@ -379,6 +383,8 @@ class ResolvedTarget:
     headers: dict[str, str]
     auth: TargetAuth
     tls: TargetTls
+    dialect_options: dict[str, Any] = field(default_factory=dict)
+    custom_parameters: dict[str, str] = field(default_factory=dict)
 
 
 class Settings(_Section):
@@ -440,6 +446,16 @@ class Settings(_Section):
             headers=dict(target.headers if target.headers is not None else out.headers),
             auth=target.auth or out.auth,
             tls=target.tls or out.tls,
+            dialect_options=dict(
+                target.dialect_options
+                if target.dialect_options is not None
+                else out.dialect_options
+            ),
+            custom_parameters=dict(
+                target.custom_parameters
+                if target.custom_parameters is not None
+                else out.custom_parameters
+            ),
         )
 
     def default_target(self) -> ResolvedTarget:
