@@ -20,7 +20,7 @@ import pytest
 
 from testkit.audio import dominant_hz
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PCAPS = ROOT / "pcaps"
 MANIFEST: dict[str, Any] = json.loads((PCAPS / "manifest.json").read_text())
 

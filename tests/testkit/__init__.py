@@ -1,1 +1,0 @@
-"""Helpers shared by tests (on sys.path via pytest `pythonpath`)."""
