@@ -79,7 +79,11 @@ async def main(args: argparse.Namespace) -> None:
         f"ws://127.0.0.1:{ws_port}/",
         "--mode",
         args.mode,
+        "--metrics-listen",
+        "127.0.0.1:0",
         stdout=asyncio.subprocess.DEVNULL,
+        # Every replayed call comes from 127.0.0.1: no per-source INVITE rate limit here.
+        env=dict(os.environ, SIPREC_BRIDGE_LIMITS_INVITE_RATE="0"),
     )
     try:
         await wait_tcp(ws_port)
