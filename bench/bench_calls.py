@@ -83,7 +83,11 @@ async def main(args: argparse.Namespace) -> None:
         "127.0.0.1:0",
         stdout=asyncio.subprocess.DEVNULL,
         # Every replayed call comes from 127.0.0.1: no per-source INVITE rate limit here.
-        env=dict(os.environ, SIPREC_BRIDGE_LIMITS_INVITE_RATE="0"),
+        env=dict(
+            os.environ,
+            SIPREC_BRIDGE_LIMITS_INVITE_RATE="0",
+            SIPREC_BRIDGE_OUTPUT_SPOOL_DIR=str(out / "spool"),
+        ),
     )
     try:
         await wait_tcp(ws_port)
@@ -120,6 +124,8 @@ async def main(args: argparse.Namespace) -> None:
     )
     short = sum(max(0, frames_per_call - n) for n in per_stream)
     short += (expected - len(lines)) * frames_per_call
+    spooled = len(list((out / "spool").glob("*"))) if (out / "spool").is_dir() else 0
+    print(f"streams spooled (consumer too slow or gone): {spooled}")
     print(
         f"streams finished {len(lines)}/{expected}; frames received {received} for "
         f"{expected * frames_per_call} sent; per stream min {min(per_stream, default=0)} "
