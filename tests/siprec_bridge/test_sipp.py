@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 from testkit.audio import dominant_hz, read_wav, rms
+from testkit.sipp import SIPP, free_port, run_siprec_src
 
 from siprec_bridge.consumer import ConsumerServer
-
-HERE = Path(__file__).resolve().parent
-SIPP = shutil.which("sipp")
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(SIPP is None, reason="SIPp not installed (apt install sip-tester)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_listening(port: int, timeout: float = 10.0) -> None:
@@ -76,46 +66,9 @@ async def test_sipp_src_records_both_legs(
         await wait_listening(sip_port)
         seconds = 3
         assert SIPP is not None
-        sipp = await asyncio.create_subprocess_exec(
-            SIPP,
-            f"127.0.0.1:{sip_port}",
-            "-sf",
-            str(HERE / "sipp" / "siprec_uac.xml"),
-            "-t",
-            transport,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(free_port()),
-            "-m",
-            "1",
-            "-timeout",
-            "30",
-            "-timeout_error",
-            "-nostdin",
-            "-set",
-            "py",
-            sys.executable,
-            "-set",
-            "rtp",
-            str(HERE / "sipp" / "send_rtp.py"),
-            "-set",
-            "secs",
-            str(seconds),
-            "-d",
-            str(seconds * 1000 + 2000),  # the RTP sender (a Python process) may start late
-            "-trace_err",
-            "-error_file",
-            str(tmp_path / "sipp_errors.log"),
-            cwd=tmp_path,
-            env=dict(env, PYTHONPATH=str(HERE.parents[1])),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+        await run_siprec_src(
+            f"127.0.0.1:{sip_port}", transport=transport, seconds=seconds, workdir=tmp_path
         )
-        _, err = await asyncio.wait_for(sipp.communicate(), timeout=40)
-        errors = tmp_path / "sipp_errors.log"
-        detail = errors.read_text() if errors.exists() else err.decode()
-        assert sipp.returncode == 0, detail
         await consumer.wait_for(1, timeout=10)
     finally:
         bridge.terminate()

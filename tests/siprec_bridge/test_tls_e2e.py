@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from testkit.audio import dominant_hz, read_wav, rms
 from testkit.certs import CertAuthority, Issued
+from testkit.sipp import SIPP, free_port, run_siprec_src
 
 import sdp
 from rtp.codecs import encoder_for
@@ -35,7 +36,6 @@ from siprec_bridge.sip.message import SipRequest, SipResponse, StreamFramer, par
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SIPP = shutil.which("sipp")
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 GUARD = 15.0  # seconds; a guard against hangs, nothing is timed
 TONES = (440, 1000)
@@ -51,12 +51,6 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
 @pytest.fixture(scope="module")
 def server_cert(ca: CertAuthority) -> Issued:
     return ca.issue("localhost")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -289,45 +283,13 @@ async def test_sipp_through_stunnel_over_mutual_tls(
         assert await refused_without_certificate(tls_port, ca)
         stunnel, accept = await start_stunnel(tmp_path, ca, client, tls_port)
         try:
-            sipp = await asyncio.create_subprocess_exec(
-                SIPP,
+            await run_siprec_src(
                 f"127.0.0.1:{accept}",
-                "-sf",
-                str(HERE / "sipp" / "siprec_uac.xml"),
-                "-t",
-                "t1",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(free_port()),
-                "-m",
-                "1",
-                "-timeout",
-                "20",
-                "-timeout_error",
-                "-nostdin",
-                "-set",
-                "py",
-                sys.executable,
-                "-set",
-                "rtp",
-                str(HERE / "sipp" / "send_rtp.py"),
-                "-set",
-                "secs",
-                str(seconds),
-                "-d",
-                str(seconds * 1000 + 1000),  # the RTP sender (a Python process) may start late
-                "-trace_err",
-                "-error_file",
-                str(tmp_path / "sipp_errors.log"),
-                cwd=tmp_path,
-                env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+                transport="t1",
+                seconds=seconds,
+                workdir=tmp_path,
+                timeout=30,
             )
-            _, err = await asyncio.wait_for(sipp.communicate(), 30)
-            errors = tmp_path / "sipp_errors.log"
-            assert sipp.returncode == 0, errors.read_text() if errors.exists() else err.decode()
             (summary,) = await consumer.wait_for(1, timeout=GUARD)
         finally:
             stunnel.terminate()
