@@ -137,7 +137,11 @@ class OutputFactory:
     ) -> list[Connection]:
         """Open ``target``'s connections for ``legs`` (each already sent its opening)."""
         by_label = {info.label: info for info in legs}
-        ordered = order_legs([(i.label, i.participant_id) for i in legs], participants)
+        ordered = order_legs(
+            [(i.label, i.participant_id) for i in legs],
+            participants,
+            caller=target.caller or None,
+        )
         for wire in ordered:  # stereo channels follow the caller-first order
             by_label[wire.label].channel = wire.channel
         out: list[Connection] = []

@@ -316,6 +316,7 @@ class OutputSettings(_Section):
     headers: dict[str, str] = {}
     dialect_options: dict[str, Any] = {}
     custom_parameters: dict[str, str] = {}
+    caller: str = ""
     auth: TargetAuth = TargetAuth()
     tls: TargetTls = TargetTls()
     queue_frames: Annotated[int, Field(ge=1)] = 500
@@ -340,6 +341,7 @@ class Target(_Section):
     headers: dict[str, str] | None = None
     dialect_options: dict[str, Any] | None = None
     custom_parameters: dict[str, str] | None = None
+    caller: str | None = None
     auth: TargetAuth | None = None
     tls: TargetTls | None = None
 
@@ -385,6 +387,7 @@ class ResolvedTarget:
     tls: TargetTls
     dialect_options: dict[str, Any] = field(default_factory=dict)
     custom_parameters: dict[str, str] = field(default_factory=dict)
+    caller: str = ""
 
 
 class Settings(_Section):
@@ -456,6 +459,7 @@ class Settings(_Section):
                 if target.custom_parameters is not None
                 else out.custom_parameters
             ),
+            caller=target.caller if target.caller is not None else out.caller,
         )
 
     def default_target(self) -> ResolvedTarget:

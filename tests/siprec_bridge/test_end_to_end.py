@@ -122,3 +122,22 @@ async def test_per_leg_mode_opens_one_mono_stream_per_leg(consumer: ConsumerServ
         samples, rate = read_wav(Path(summary.wav_path))
         assert samples.shape[1] == 1
         assert abs(dominant_hz(samples[rate // 4 : -rate // 4, 0], rate) - leg["tone_hz"]) < 15
+
+
+async def test_the_configured_caller_takes_the_first_channel(consumer: ConsumerServer) -> None:
+    """``output.caller`` (a label, participant id or AoR part) decides the channel order."""
+    name = "siprec_pcmu.pcap"
+    bridge = Bridge(bridge_settings(consumer.port, rtp_low=43800, output__caller="2"))
+    await bridge.start()
+    try:
+        await replay(PCAPS / name, ("127.0.0.1", bridge.sip_port))
+        await consumer.wait_for(1, timeout=10)
+    finally:
+        await bridge.stop()
+    (summary,) = consumer.summaries
+    assert summary.labels == ["2", "1"]
+    samples, rate = read_wav(Path(summary.wav_path))
+    tones = {leg["label"]: leg["tone_hz"] for leg in legs_of(name)}
+    for channel, label in enumerate(("2", "1")):
+        body = samples[rate // 4 : -rate // 4, channel]
+        assert abs(dominant_hz(body, rate) - tones[label]) < 15
