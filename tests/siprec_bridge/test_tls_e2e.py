@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import socket
 import ssl
 import sys
@@ -26,6 +25,7 @@ import pytest
 from testkit.audio import dominant_hz, read_wav, rms
 from testkit.certs import CertAuthority, Issued
 from testkit.sipp import SIPP, free_port, run_siprec_src
+from testkit.stunnel import STUNNEL, start_stunnel
 
 import sdp
 from rtp.codecs import encoder_for
@@ -36,7 +36,6 @@ from siprec_bridge.sip.message import SipRequest, SipResponse, StreamFramer, par
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 GUARD = 15.0  # seconds; a guard against hangs, nothing is timed
 TONES = (440, 1000)
 
@@ -221,33 +220,6 @@ async def test_python_tls_client_records_a_call(
 # -- (b) SIPp → stunnel4 (TLS client with a certificate) → the bridge (mutual TLS) -------------
 
 
-async def start_stunnel(
-    folder: Path, ca: CertAuthority, client: Issued, tls_port: int
-) -> tuple[asyncio.subprocess.Process, int]:
-    assert STUNNEL is not None
-    accept = free_port()
-    conf = folder / "stunnel.conf"
-    conf.write_text(
-        "foreground = yes\npid =\ndebug = 5\nsyslog = no\n"
-        "[sip]\nclient = yes\n"
-        f"accept = 127.0.0.1:{accept}\nconnect = 127.0.0.1:{tls_port}\n"
-        f"CAfile = {ca.cert}\nverifyChain = yes\ncheckHost = localhost\n"
-        f"cert = {client.cert}\nkey = {client.key}\nsslVersionMin = TLSv1.2\n"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        STUNNEL, str(conf), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    seen = []
-    while True:  # wait for its listener
-        line = await asyncio.wait_for(proc.stdout.readline(), GUARD)
-        seen.append(line.decode(errors="replace"))
-        if not line:
-            raise AssertionError("stunnel exited:\n" + "".join(seen))
-        if b"Configuration successful" in line:
-            return proc, accept
-
-
 async def refused_without_certificate(tls_port: int, ca: CertAuthority) -> bool:
     """A client without a certificate gets no SIP answer (handshake refused or aborted)."""
     context = ssl.create_default_context(cafile=str(ca.cert))
@@ -281,7 +253,7 @@ async def test_sipp_through_stunnel_over_mutual_tls(
     env = {"SIPREC_BRIDGE_SIP_TLS_CLIENT_CA": str(ca.cert)}
     async with serve(tmp_path, consumer, server_cert, "49500-49599", env) as tls_port:
         assert await refused_without_certificate(tls_port, ca)
-        stunnel, accept = await start_stunnel(tmp_path, ca, client, tls_port)
+        stunnel, accept = await start_stunnel(tmp_path, ca.cert, client, tls_port, guard=GUARD)
         try:
             await run_siprec_src(
                 f"127.0.0.1:{accept}",

@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from testkit.sip_app import SDP
+from testkit.sip_app import SipApp as App
 
 from siprec_bridge.sip.events import (
     AckReceived,
     ByeReceived,
     ByeResult,
     DialogTerminated,
-    Event,
-    InviteReceived,
 )
 from siprec_bridge.sip.message import (
     KEEPALIVE_PING,
@@ -24,14 +24,11 @@ from siprec_bridge.sip.message import (
     build_response,
     parse_message,
 )
-from siprec_bridge.sip.transport import SipServer
-from siprec_bridge.sip.ua import UserAgent
 
 # Real sockets on 127.0.0.1: the integration marker also runs these on uvloop (conftest).
 pytestmark = pytest.mark.integration
 
 GUARD = 5.0  # seconds; only a guard against hangs, nothing is timed
-SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 
 
 def request(
@@ -57,39 +54,10 @@ def request(
     return head.encode() + body
 
 
-class App:
-    """Records events and accepts every INVITE synchronously from the callback."""
-
-    def __init__(self) -> None:
-        self.ua = UserAgent(local_host="127.0.0.1", local_port=0)
-        self.server = SipServer(self.ua, self.on_events)
-        self.events: list[Event] = []
-        self.changed = asyncio.Event()
-
-    def on_events(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, InviteReceived):
-                self.ua.respond(event, 200, body=SDP, content_type="application/sdp")
-        self.events.extend(events)
-        self.changed.set()
-
-    async def wait_for(self, kind: type[Event]) -> Event:
-        async def poll() -> Event:
-            while True:
-                for event in self.events:
-                    if isinstance(event, kind):
-                        return event
-                self.changed.clear()
-                await self.changed.wait()
-
-        return await asyncio.wait_for(poll(), GUARD)
-
-
 @pytest.fixture
 async def app() -> AsyncIterator[App]:
-    application = App()
-    await application.server.start("127.0.0.1", 0)
-    application.ua.local_port = application.server.port
+    application = App(guard=GUARD)
+    await application.start()
     yield application
     await application.server.close()
 

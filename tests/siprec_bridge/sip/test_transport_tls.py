@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import ssl
 import warnings
 from collections.abc import AsyncIterator
@@ -17,6 +16,10 @@ from pathlib import Path
 
 import pytest
 from testkit.certs import CertAuthority, Issued
+from testkit.sip_app import SDP
+from testkit.sip_app import SipApp as App
+from testkit.sipp import free_port
+from testkit.stunnel import STUNNEL, start_stunnel
 
 from siprec_bridge.admission import Admission
 from siprec_bridge.auth import DigestAuthenticator
@@ -24,7 +27,6 @@ from siprec_bridge.sip.events import (
     AckReceived,
     ByeReceived,
     ByeResult,
-    Event,
     InviteReceived,
     RequestRefused,
 )
@@ -43,8 +45,6 @@ pytestmark = pytest.mark.integration
 GUARD = 10.0  # seconds; a guard against hangs, nothing is timed
 HERE = Path(__file__).resolve().parent
 SIPP = shutil.which("sipp")
-STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
-SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 
 
 class Pki:
@@ -60,43 +60,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
-class App:
-    """Accepts every INVITE from the callback; records events."""
-
-    def __init__(self, admission: Admission | None = None) -> None:
-        screen = admission.screen if admission is not None else None
-        self.ua = UserAgent(local_host="127.0.0.1", local_port=0, screen=screen)
-        self.server = SipServer(self.ua, self.on_events)
-        self.events: list[Event] = []
-        self.changed = asyncio.Event()
-
-    def on_events(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, InviteReceived):
-                self.ua.respond(event, 200, body=SDP, content_type="application/sdp")
-        self.events.extend(events)
-        self.changed.set()
-
-    async def wait_for(self, kind: type[Event]) -> Event:
-        async def poll() -> Event:
-            while True:
-                for event in self.events:
-                    if isinstance(event, kind):
-                        return event
-                self.changed.clear()
-                await self.changed.wait()
-
-        return await asyncio.wait_for(poll(), GUARD)
-
-    async def start(self, context: ssl.SSLContext) -> None:
-        await self.server.start("127.0.0.1", 0)
-        self.ua.local_port = self.server.port
-        await self.server.start_tls("127.0.0.1", 0, context)
-
-
 @pytest.fixture
 async def app(pki: Pki) -> AsyncIterator[App]:
-    application = App()
+    application = App(guard=GUARD)
     await application.start(server_tls_context(pki.server.cert, pki.server.key))
     yield application
     await application.server.close()
@@ -104,7 +70,7 @@ async def app(pki: Pki) -> AsyncIterator[App]:
 
 @pytest.fixture
 async def mtls_app(pki: Pki) -> AsyncIterator[App]:
-    application = App()
+    application = App(guard=GUARD)
     context = server_tls_context(pki.server.cert, pki.server.key, client_ca=pki.ca.cert)
     await application.start(context)
     yield application
@@ -288,39 +254,6 @@ def test_server_context_settings(pki: Pki) -> None:
 # -- SIPp (TCP) → stunnel4 (TLS client with a certificate) → SipServer (mutual TLS) ------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def start_stunnel(
-    folder: Path, pki: Pki, tls_port: int
-) -> tuple[asyncio.subprocess.Process, int]:
-    assert STUNNEL is not None
-    accept = free_port()
-    conf = folder / "stunnel.conf"
-    conf.write_text(
-        "foreground = yes\npid =\ndebug = 5\nsyslog = no\n"
-        "[sip]\nclient = yes\n"
-        f"accept = 127.0.0.1:{accept}\nconnect = 127.0.0.1:{tls_port}\n"
-        f"CAfile = {pki.ca.cert}\nverifyChain = yes\ncheckHost = localhost\n"
-        f"cert = {pki.client.cert}\nkey = {pki.client.key}\nsslVersionMin = TLSv1.2\n"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        STUNNEL, str(conf), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    seen = []
-    while True:  # wait for the listener ("Configuration successful")
-        line = await asyncio.wait_for(proc.stdout.readline(), GUARD)
-        seen.append(line.decode(errors="replace"))
-        if not line:
-            raise AssertionError("stunnel exited:\n" + "".join(seen))
-        if b"Configuration successful" in line:
-            return proc, accept
-
-
 async def run_sipp(scenario: str, port: int, folder: Path, *extra: str) -> None:
     assert SIPP is not None
     proc = await asyncio.create_subprocess_exec(
@@ -363,9 +296,11 @@ async def test_sipp_through_stunnel_over_mutual_tls(
     if with_auth:  # SIPp 3.6 computes MD5 digests only
         authenticator = DigestAuthenticator("srs.example", {"sbc": "s3cret"}, algorithms=["MD5"])
         admission = Admission(authenticator=authenticator)
-    app = App(admission)
+    app = App(admission, guard=GUARD)
     await app.start(server_tls_context(pki.server.cert, pki.server.key, client_ca=pki.ca.cert))
-    stunnel, accept = await start_stunnel(tmp_path, pki, app.server.tls_port)
+    stunnel, accept = await start_stunnel(
+        tmp_path, pki.ca.cert, pki.client, app.server.tls_port, guard=GUARD
+    )
     try:
         if with_auth:
             await run_sipp("sipp_auth_call.xml", accept, tmp_path, "-au", "sbc", "-ap", "s3cret")
