@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import ssl
 import warnings
 from collections.abc import AsyncIterator
@@ -266,7 +267,7 @@ async def run_sipp(scenario: str, port: int, folder: Path, *extra: str) -> None:
         "-i",
         "127.0.0.1",
         "-p",
-        str(free_port()),
+        str(free_port(socket.SOCK_STREAM)),
         "-m",
         "1",
         "-timeout",

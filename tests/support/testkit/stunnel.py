@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from pathlib import Path
 
 from .certs import Issued
@@ -18,7 +19,7 @@ async def start_stunnel(
     """Listen on a free 127.0.0.1 port and forward over mutual TLS to ``tls_port``; return the
     process and the port SIPp should send to, once stunnel's listener is up."""
     assert STUNNEL is not None, "stunnel4 not installed (apt install stunnel4)"
-    accept = free_port()
+    accept = free_port(socket.SOCK_STREAM)
     conf = folder / "stunnel.conf"
     conf.write_text(
         "foreground = yes\npid =\ndebug = 5\nsyslog = no\n"
